@@ -1,0 +1,94 @@
+"""NLBSE'24 issue report classification, the competition's protocol.
+
+One model per repository, trained on its 300 training issues, scored on its 300 test issues by
+F1 averaged over bug / feature / question; the cross-repository score is the mean of the five.
+
+    python benchmarks/nlbse24.py --engine tfidf --json docs/results/nlbse24-tfidf.json
+
+Data: $ISSUELAB_DATA/nlbse24/issues_{train,test}.csv (default ../shared/data), from the public
+repository nlbse2024/issue-report-classification.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from issuelab.config import load_config
+from issuelab.data import import_issues, write_json
+from issuelab.evaluate import score_outputs
+from issuelab.train import fit_labeler
+
+ROOT = Path(__file__).resolve().parents[1]
+REPOS = ["facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"]
+PUBLISHED = {  # cross-repo F1 reported by the competition
+    "SetFit (all-mpnet-base-v2)": 0.8270,
+    "fine-tuned GPT-3.5": 0.8213,
+    "RoBERTa-base": 0.7923,
+    "fastText": 0.7184,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--engine", default="tfidf")
+    parser.add_argument("--config", default=str(ROOT / "examples/nlbse24/issuelab.toml"))
+    parser.add_argument("--data", default=os.path.join(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data"), "nlbse24"))
+    parser.add_argument("--repos", nargs="+", default=REPOS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
+    args = parser.parse_args()
+
+    config = load_config(args.config)
+    data = Path(args.data)
+    results, train_seconds, predict_seconds, predicted = {}, 0.0, 0.0, 0
+    for repo in args.repos:
+        train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
+        test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
+        started = time.perf_counter()
+        labeler, _ = fit_labeler(config, train, None, args.engine, args.seed)
+        train_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        predictions = labeler.predict(test)
+        predict_seconds += time.perf_counter() - started
+        predicted += len(test)
+        metrics = score_outputs(repo, [i.labels for i in test], [p.output for p in predictions], config.label_names)
+        results[repo] = {
+            "f1": round(metrics.macro_f1, 4),
+            "per_label_f1": {label: round(c.f1, 4) for label, c in metrics.per_label.items()},
+            "train": len(train),
+            "test": len(test),
+        }
+        print(f"{repo:<24} macro F1 {metrics.macro_f1:.4f}", file=sys.stderr)
+
+    cross = statistics.mean(r["f1"] for r in results.values())
+    report = {
+        "engine": args.engine,
+        "repos": results,
+        "cross_repo_f1": round(cross, 4),
+        "train_seconds": round(train_seconds, 2),
+        "predict_ms_per_issue": round(1000 * predict_seconds / predicted, 3),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+    }
+    width = 40
+    print(f"\n{'REPOSITORY':<{width}} {'MACRO F1':>8}")
+    for repo, r in results.items():
+        print(f"{repo:<{width}} {r['f1']:8.4f}")
+    print(f"{'-' * width} {'-' * 8}")
+    print(f"{'issuelab ' + args.engine + ' (cross-repo)':<{width}} {cross:8.4f}")
+    for name, f1 in PUBLISHED.items():
+        print(f"{name + ' (published)':<{width}} {f1:8.4f}")
+    print(f"\ntrain: {train_seconds:.1f}s for {len(results)} models; predict: {report['predict_ms_per_issue']:.2f} ms/issue (batch)")
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""`issuelab` command line: one thin command per pipeline stage.
+
+    issuelab init                                   write a commented starter issuelab.toml
+    issuelab import FILE... --out issues.jsonl       CSV/JSONL -> dataset JSONL
+    issuelab split issues.jsonl --out splits/        stratified train/eval/test
+    issuelab train --train T --eval E --out runs/x   fit an engine, write a run directory
+    issuelab evaluate --pred NAME=FILE ...           the seed's metrics and table
+    issuelab crossval --data FILE --folds 5          K-fold metrics for small data
+    issuelab predict --model runs/x --title ...      label one issue or a JSONL batch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import IssuelabError
+
+
+def _pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise IssuelabError(f"{flag} {value!r}: expected KEY=VALUE")
+        out[key] = rest
+    return out
+
+
+def _config(args: argparse.Namespace):
+    from .config import load_config
+
+    return load_config(args.config)
+
+
+def _print_json_or_write(obj: Any, path: str | None) -> None:
+    if path:
+        from .data import write_json
+
+        write_json(path, obj)
+        print(f"wrote {path}", file=sys.stderr)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from .config import STARTER_CONFIG
+    from .data import atomic_write
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise IssuelabError(f"{path}: already exists; pass --force to overwrite it")
+    atomic_write(path, lambda handle: handle.write(STARTER_CONFIG.format(repo=args.repo)))
+    print(f"wrote {path}: edit [labels], then run `issuelab import` or `issuelab split`")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    from .data import import_issues, write_jsonl
+
+    config = _config(args)
+    issues, next_id = [], 1
+    for path in args.inputs:
+        imported, rows = import_issues(
+            path,
+            config.label_names,
+            mapping=_pairs(args.map, "--map"),
+            label_sep=args.label_sep,
+            aliases=_pairs(args.alias, "--alias"),
+            drop_unknown=args.drop_unknown,
+            repos=args.repo or (),
+            fmt=args.format,
+            first_id=next_id,
+        )
+        issues += imported
+        next_id += rows
+    write_jsonl(args.out, issues)
+    print(f"imported {len(issues)} issues into {args.out}")
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from .data import read_issues
+    from .split import write_split
+
+    config = _config(args)
+    issues = read_issues(args.input, config.label_names)
+    seed = config.train.seed if args.seed is None else args.seed
+    manifest = write_split(args.input, issues, config.label_names, args.out, args.sizes, seed)
+    counts = ", ".join(f"{name} {s['examples']}" for name, s in manifest["splits"].items())
+    print(f"split {len(issues)} issues (seed {seed}): {counts} -> {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .data import read_issues
+    from .evaluate import format_per_label_table, format_table
+    from .train import train_run
+
+    config = _config(args)
+    train = read_issues(args.train, config.label_names)
+    eval = read_issues(args.eval, config.label_names) if args.eval else None
+    labeler, metrics = train_run(
+        config, train, eval, args.out, engine=args.engine, seed=args.seed,
+        train_path=args.train, eval_path=args.eval, force=args.force,
+    )  # fmt: skip
+    seconds = labeler.manifest["train_seconds"]
+    print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {seconds:.1f}s -> {args.out}")
+    if metrics:
+        print(f"\neval split ({metrics.examples} issues):\n{format_table([metrics])}\n\n{format_per_label_table(metrics)}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from .data import read_issues, write_jsonl
+    from .evaluate import format_per_label_table, format_table, metrics_json, score_predictions
+
+    config = _config(args) if (args.pred or Path(args.config).exists()) else None
+    models = []
+    for name, path in _pairs(args.pred, "--pred").items():
+        records = read_issues(path, config.label_names)
+        models.append(score_predictions(name, records, config.label_names, source=path))
+    if args.model:
+        from .labeler import Labeler, prediction_records
+
+        if not args.data:
+            raise IssuelabError("--model needs --data FILE: the labeled issues to predict and score")
+        for run_dir in args.model:
+            labeler = Labeler.load(run_dir)
+            issues = read_issues(args.data, labeler.label_names)
+            records = prediction_records(issues, labeler.predict(issues, progress=True))
+            if args.out:
+                write_jsonl(args.out, records)
+            outputs = [r["output"] for r in records]
+            from .evaluate import score_outputs
+
+            models.append(score_outputs(Path(run_dir).name, [i.labels for i in issues], outputs, labeler.label_names))
+    if not models:
+        raise IssuelabError("nothing to evaluate: give --pred NAME=FILE, or --model RUN_DIR --data FILE")
+    print(format_table(models))
+    for m in models:
+        print(f"\n{m.name}:\n{format_per_label_table(m)}")
+    _print_json_or_write(metrics_json(models), args.json)
+
+
+def cmd_crossval(args: argparse.Namespace) -> None:
+    from .crossval import crossval
+    from .data import read_issues
+    from .evaluate import format_per_label_table, format_table, metrics_json
+
+    config = _config(args)
+    issues = read_issues(args.data, config.label_names)
+    metrics, info = crossval(config, issues, args.engine, args.folds, args.repeats, args.seed)
+    print(format_table([metrics]))
+    print(f"\n{format_per_label_table(metrics)}")
+    print(f"\nper-fold micro F1: {', '.join(f'{f:.3f}' for f in info['fold_f1'])} (stdev {info['fold_f1_stdev']:.3f})")
+    _print_json_or_write(metrics_json([metrics], crossval=info), args.json)
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .data import Issue, read_issues, write_jsonl
+    from .labeler import Labeler, prediction_records
+
+    labeler = Labeler.load(args.model)
+    if args.input:
+        if not args.out:
+            raise IssuelabError("--input needs --out FILE for the predictions JSONL")
+        issues = read_issues(args.input, labeler.label_names, require_labels=False)
+        write_jsonl(args.out, prediction_records(issues, labeler.predict(issues, progress=True)))
+        print(f"predicted {len(issues)} issues -> {args.out}", file=sys.stderr)
+        return
+    if args.title is not None:
+        issue = Issue(id=0, title=args.title, body=args.body)
+    else:
+        if sys.stdin.isatty():
+            raise IssuelabError("give --title (and --body), --input FILE.jsonl, or a JSON issue on stdin")
+        try:
+            obj = json.loads(sys.stdin.read())
+        except json.JSONDecodeError as e:
+            raise IssuelabError(f"stdin: malformed JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("title"), str):
+            raise IssuelabError('stdin: expected a JSON object with a "title" string (and "body")')
+        body = obj.get("body")
+        issue = Issue(id=obj.get("id", 0), title=obj["title"], body=body if isinstance(body, str) else None)
+    prediction = labeler.predict([issue])[0]
+    if args.json:
+        print(json.dumps({"labels": prediction.labels, "scores": prediction.scores}, ensure_ascii=False))
+        return
+    for label in prediction.labels:
+        print(f"{label}\t{prediction.scores[label]:.3f}")
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="issuelab", description="Label GitHub issues with small, fast models.")
+    parser.add_argument("--version", action="version", version=f"issuelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, func, help: str, epilog: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+        p.set_defaults(func=func)
+        return p
+
+    def config_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default="issuelab.toml", help="project config (default: issuelab.toml)")
+
+    p = command("init", cmd_init, "Write a commented starter config.", "example: issuelab init --repo nebari-dev/nebari")
+    p.add_argument("path", nargs="?", default="issuelab.toml")
+    p.add_argument("--repo", default="owner/name", help="the GitHub repository, owner/name")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = command(
+        "import", cmd_import, "Import issues from CSV or JSONL into the dataset JSONL format.",
+        "example: issuelab import --config examples/nlbse24/issuelab.toml \\\n"
+        "    ../shared/data/nlbse24/issues_train.csv --repo facebook/react --out work/issues.jsonl",
+    )  # fmt: skip
+    config_flag(p)
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="CSV or JSONL files (ids number rows across files)")
+    p.add_argument("--out", required=True, help="dataset JSONL to write")
+    p.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file extension")
+    p.add_argument("--map", action="append", metavar="FIELD=COLUMN",
+                   help="take a field (id, title, body, labels) from another column")  # fmt: skip
+    p.add_argument("--label-sep", default=",", help="separator of several labels in one cell (default ',')")
+    p.add_argument("--alias", action="append", metavar="NAME=LABEL", help="map a label spelling to a config label")
+    p.add_argument("--drop-unknown", action="store_true", help="drop labels that are not in the config")
+    p.add_argument("--repo", action="append", help="keep only rows whose repo column is this (repeatable)")
+
+    p = command("split", cmd_split, "Split a dataset into train/eval/test (seeded, stratified).",
+                "example: issuelab split work/issues.jsonl --out work/splits --sizes 0.8 0.1 0.1")  # fmt: skip
+    config_flag(p)
+    p.add_argument("input", help="dataset JSONL")
+    p.add_argument("--out", required=True, help="directory for train/eval/test.jsonl and manifest.json")
+    p.add_argument("--sizes", nargs=3, type=float, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "EVAL", "TEST"))
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+
+    p = command("train", cmd_train, "Train an engine and write a run directory.",
+                "example: issuelab train --train work/splits/train.jsonl --eval work/splits/eval.jsonl --out runs/tfidf")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--train", required=True, help="training dataset JSONL")
+    p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
+    p.add_argument("--engine", help="default: [train] engine of the config")
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+
+    p = command(
+        "evaluate", cmd_evaluate, "Score predictions with the seed's metrics; compare models side by side.",
+        "examples:\n  issuelab evaluate --pred base=base.jsonl --pred fine_tuned=ft.jsonl --json metrics.json\n"
+        "  issuelab evaluate --model runs/tfidf --data work/splits/test.jsonl",
+    )  # fmt: skip
+    config_flag(p)
+    p.add_argument("--pred", action="append", metavar="NAME=FILE", help="predictions JSONL (gold labels + output)")
+    p.add_argument("--model", action="append", metavar="RUN_DIR", help="a run directory to predict --data with")
+    p.add_argument("--data", help="labeled dataset JSONL for --model")
+    p.add_argument("--out", help="with --model: also write its predictions JSONL here")
+    p.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
+
+    p = command("crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",
+                "example: issuelab crossval --data work/issues.jsonl --engine tfidf --folds 5 --repeats 2")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--data", required=True, help="labeled dataset JSONL")
+    p.add_argument("--engine", help="default: [train] engine of the config")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="repeat with seeds seed, seed+1, ...")
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
+
+    p = command(
+        "predict", cmd_predict, "Label one issue (--title/--body or a JSON object on stdin) or a JSONL batch.",
+        "examples:\n  issuelab predict --model runs/tfidf --title 'Crash on start' --body '...'\n"
+        "  echo '{\"title\": \"Crash\", \"body\": null}' | issuelab predict --model runs/tfidf\n"
+        "  issuelab predict --model runs/tfidf --input new.jsonl --out predictions.jsonl",
+    )  # fmt: skip
+    p.add_argument("--model", required=True, metavar="RUN_DIR")
+    p.add_argument("--title")
+    p.add_argument("--body")
+    p.add_argument("--input", help="dataset JSONL to label (labels optional)")
+    p.add_argument("--out", help="predictions JSONL to write, with --input")
+    p.add_argument("--json", action="store_true", help="print {labels, scores} as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except IssuelabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,322 @@
+"""Dataset JSONL, read and written losslessly, and `import` from CSV or JSONL.
+
+One issue per line: {"id": 123, "title": "...", "body": "... or null", "labels": ["bug"]} plus
+optional fields (repo, number, url, created_at, author, source; predictions add output, scores),
+kept in order. Every error names the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import DataError
+
+OPTIONAL_FIELDS = ("repo", "number", "url", "created_at", "author", "source")
+
+
+@dataclass
+class Issue:
+    id: int | str
+    title: str
+    body: str | None
+    labels: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # optional fields, in file order
+
+    @property
+    def text(self) -> str:
+        return f"{self.title}\n\n{self.body or ''}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "body": self.body, "labels": self.labels, **self.extra}
+
+
+class LabelSet:
+    """Maps label spellings (case-insensitive, plus aliases) to the config's names."""
+
+    def __init__(self, names: Sequence[str], aliases: dict[str, str] | None = None, drop_unknown: bool = False):
+        self.names = list(names)
+        self.lookup = {name.lower(): name for name in self.names}
+        for alias, target in (aliases or {}).items():
+            if target.lower() not in self.lookup:
+                raise DataError(f"--alias {alias}={target}: '{target}' is not a label of the config")
+            self.lookup[alias.lower()] = self.lookup[target.lower()]
+        self.drop_unknown = drop_unknown
+
+    def canonical(self, labels: Iterable[str], where: str) -> list[str]:
+        out: list[str] = []
+        for label in labels:
+            name = self.lookup.get(label.strip().lower())
+            if name is None:
+                if self.drop_unknown:
+                    continue
+                raise DataError(
+                    f"{where}: unknown label '{label}' (labels: {', '.join(self.names)}). "
+                    f"Add it to [labels] in the config, map it with --alias '{label}=LABEL', or pass --drop-unknown."
+                )
+            if name not in out:
+                out.append(name)
+        return out
+
+
+def _issue_from_dict(obj: Any, where: str, label_set: LabelSet | None, require_labels: bool) -> Issue:
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    if "id" not in obj:
+        raise DataError(f"{where}: field 'id' is missing")
+    issue_id = obj["id"]
+    if not isinstance(issue_id, int | str) or isinstance(issue_id, bool):
+        raise DataError(f"{where}: field 'id': expected an integer or a string, got {issue_id!r}")
+    title = obj.get("title")
+    if not isinstance(title, str):
+        raise DataError(f"{where}: field 'title': expected a string, got {title!r}")
+    body = obj.get("body")
+    if body is not None and not isinstance(body, str):
+        raise DataError(f"{where}: field 'body': expected a string or null, got {type(body).__name__}")
+    if "labels" not in obj and require_labels:
+        raise DataError(f"{where}: field 'labels' is missing (a list of label names, [] for none)")
+    labels = obj.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise DataError(f"{where}: field 'labels': expected a list of strings, got {labels!r}")
+    if label_set is not None:
+        labels = label_set.canonical(labels, f"{where}: field 'labels'")
+    extra = {k: v for k, v in obj.items() if k not in ("id", "title", "body", "labels")}
+    return Issue(issue_id, title, body, labels, extra)
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yields (line number, parsed object) for each non-blank line."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8", newline="\n")
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    with handle:
+        for lineno, line in enumerate(_split_lines(handle), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            except UnicodeDecodeError:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
+
+
+def _split_lines(handle: IO[str]) -> Iterator[str]:
+    # newline="\n": only "\n" ends a record (JSON escapes it inside strings); CRLF files lose the "\r".
+    try:
+        for line in handle:
+            yield line.removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{handle.name}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def read_issues(
+    path: str | Path,
+    label_names: Sequence[str] | None = None,
+    *,
+    aliases: dict[str, str] | None = None,
+    drop_unknown: bool = False,
+    require_labels: bool = True,
+    allow_empty: bool = False,
+) -> list[Issue]:
+    label_set = LabelSet(label_names, aliases, drop_unknown) if label_names is not None else None
+    issues = [
+        _issue_from_dict(obj, f"{path}:{lineno}", label_set, require_labels) for lineno, obj in iter_jsonl(path)
+    ]
+    if not issues and not allow_empty:
+        raise DataError(f"{path}: no issues in the file (it is empty)")
+    return issues
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[str]], None]) -> None:
+    """Writes to a temporary file beside `path`, then renames: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps_line(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False) + "\n"
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Issue | dict[str, Any]]) -> None:
+    def write(handle: IO[str]) -> None:
+        for row in rows:
+            handle.write(dumps_line(row.to_dict() if isinstance(row, Issue) else row))
+
+    atomic_write(path, write)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write(path, lambda handle: handle.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n"))
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --- import -----------------------------------------------------------------------------------
+
+DEFAULT_COLUMNS = {
+    "id": ("id", "number"),
+    "title": ("title",),
+    "body": ("body", "description"),
+    "labels": ("labels", "label"),
+}
+
+
+def _resolve_columns(columns: Sequence[str], mapping: dict[str, str], path: Path) -> dict[str, str | None]:
+    resolved: dict[str, str | None] = {}
+    for target, candidates in DEFAULT_COLUMNS.items():
+        if target in mapping:
+            if mapping[target] not in columns:
+                raise DataError(
+                    f"{path}: --map {target}={mapping[target]}: column '{mapping[target]}' not found "
+                    f"(columns: {', '.join(columns)})"
+                )
+            resolved[target] = mapping[target]
+        else:
+            resolved[target] = next((c for c in candidates if c in columns), None)
+    for required in ("title", "labels"):
+        if resolved[required] is None:
+            raise DataError(
+                f"{path}: column '{required}' not found (columns: {', '.join(columns)}); "
+                f"map it with --map {required}=COLUMN"
+            )
+    unknown = set(mapping) - set(DEFAULT_COLUMNS)
+    if unknown:
+        raise DataError(f"--map: unknown field(s) {sorted(unknown)}; fields: {', '.join(DEFAULT_COLUMNS)}")
+    return resolved
+
+
+def _split_label_value(value: Any, sep: str, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(sep) if part.strip()]
+    if isinstance(value, list):  # JSONL: names, or GitHub label objects {"name": ...}
+        names = []
+        for item in value:
+            name = item.get("name") if isinstance(item, dict) else item
+            if not isinstance(name, str):
+                raise DataError(f"{where}: expected label names, got {item!r}")
+            names.append(name)
+        return names
+    raise DataError(f"{where}: expected a string or a list of labels, got {value!r}")
+
+
+def _table_rows(path: Path, fmt: str) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    if fmt == "jsonl":
+        rows = list(iter_jsonl(path))
+        for lineno, obj in rows:
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        columns = list(dict.fromkeys(k for _, obj in rows for k in obj))
+        return columns, iter(rows)
+    csv.field_size_limit(sys.maxsize)  # issue bodies can exceed the 128 kB default
+    handle = path.open(encoding="utf-8-sig", newline="")
+    reader = csv.reader(handle)
+    try:
+        header = next(reader)
+    except StopIteration:
+        handle.close()
+        return [], iter(())
+    except UnicodeDecodeError:
+        handle.close()
+        raise DataError(f"{path}: not valid UTF-8") from None
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        with handle:
+            while True:
+                start = reader.line_num + 1
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as e:
+                    raise DataError(f"{path}:{start}: malformed CSV ({e})") from None
+                except UnicodeDecodeError:
+                    raise DataError(f"{path}:{start}: not valid UTF-8") from None
+                if not record:
+                    continue
+                if len(record) != len(header):
+                    raise DataError(f"{path}:{start}: expected {len(header)} columns, found {len(record)}")
+                yield start, dict(zip(header, record))
+
+    return header, rows()
+
+
+def import_issues(
+    path: str | Path,
+    label_names: Sequence[str],
+    *,
+    mapping: dict[str, str] | None = None,
+    label_sep: str = ",",
+    aliases: dict[str, str] | None = None,
+    drop_unknown: bool = False,
+    repos: Sequence[str] = (),
+    fmt: str | None = None,
+    first_id: int = 1,
+) -> tuple[list[Issue], int]:
+    """Reads a CSV or JSONL table; returns the issues and the number of data rows read.
+
+    Without an id column, ids number the data rows from `first_id`; rows filtered out by `repos`
+    keep their number, so an issue's id does not depend on the filter."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    fmt = fmt or ("jsonl" if path.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise DataError(f"--format {fmt}: use csv or jsonl")
+    columns, rows = _table_rows(path, fmt)
+    if not columns:
+        raise DataError(f"{path}: no rows (the file is empty)")
+    cols = _resolve_columns(columns, mapping or {}, path)
+    if repos and "repo" not in columns:
+        raise DataError(f"{path}: --repo given but the file has no 'repo' column (columns: {', '.join(columns)})")
+    label_set = LabelSet(label_names, aliases, drop_unknown)
+    issues, index = [], first_id - 1
+    for index, (lineno, row) in enumerate(rows, start=first_id):
+        if repos and row.get("repo") not in repos:
+            continue
+        where = f"{path}:{lineno}"
+        title = row.get(cols["title"])
+        if not isinstance(title, str):
+            raise DataError(f"{where}: field '{cols['title']}' (title): expected a string, got {title!r}")
+        body = row.get(cols["body"]) if cols["body"] else None
+        if body is not None and not isinstance(body, str):
+            raise DataError(f"{where}: field '{cols['body']}' (body): expected a string or null")
+        issue_id: Any = row.get(cols["id"]) if cols["id"] else index
+        if isinstance(issue_id, str) and issue_id.strip().isdigit():
+            issue_id = int(issue_id)
+        if issue_id is None or issue_id == "":
+            raise DataError(f"{where}: field '{cols['id']}' (id) is empty")
+        raw_labels = _split_label_value(row.get(cols["labels"]), label_sep, f"{where}: field '{cols['labels']}'")
+        labels = label_set.canonical(raw_labels, f"{where}: field '{cols['labels']}'")
+        extra = {k: row[k] for k in OPTIONAL_FIELDS if k in row and row[k] not in (None, "")}
+        issues.append(Issue(issue_id, title, body, labels, extra))
+    if not issues:
+        hint = f" for --repo {', '.join(repos)}" if repos else ""
+        raise DataError(f"{path}: no issues imported{hint}")
+    return issues, index - first_id + 1

@@ -1,0 +1,46 @@
+"""The real data: NLBSE'24 issues ($ISSUELAB_DATA/nlbse24), through the benchmark and the demo script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data")) / "nlbse24"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (DATA / "issues_train.csv").exists(), reason=f"NLBSE'24 data not found in {DATA}"),
+]
+
+
+def test_benchmark_tfidf_reaches_the_target(tmp_path):
+    out = tmp_path / "nlbse24.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/nlbse24.py"), "--engine", "tfidf", "--data", str(DATA), "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["repos"]) == {"facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"}
+    assert all(r["train"] == 300 and r["test"] == 300 for r in report["repos"].values())
+    assert report["cross_repo_f1"] >= 0.75
+    assert report["predict_ms_per_issue"] < 50
+    assert "SetFit" in result.stdout and "cross-repo" in result.stdout
+
+
+def test_demo_script_runs_the_whole_pipeline(tmp_path):
+    env = dict(os.environ, ISSUELAB_DATA=str(DATA.parent), WORK=str(tmp_path / "demo"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    result = subprocess.run(["bash", "scripts/demo.sh"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "demo/test-metrics.json").read_text())["models"][0]
+    assert metrics["examples"] == 60 and metrics["invalid"] == 0 and metrics["f1"]["value"] > 0.7
+    crossval = json.loads((tmp_path / "demo/crossval-metrics.json").read_text())["models"][0]
+    assert crossval["examples"] == 600
+    assert result.stdout.strip().splitlines()[-1].split("\t")[0] in {"bug", "feature", "question"}
