@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace):
     return load_config(args.config)
 
 
-def _print_json_or_write(obj: Any, path: str | None) -> None:
+def _write_json_if_asked(obj: Any, path: str | None) -> None:
     if path:
         from .data import write_json
 
@@ -114,34 +114,35 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from .data import read_issues, write_jsonl
-    from .evaluate import format_per_label_table, format_table, metrics_json, score_predictions
+    from .evaluate import format_per_label_table, format_table, metrics_json, score_outputs, score_predictions
 
-    config = _config(args) if (args.pred or Path(args.config).exists()) else None
     models = []
-    for name, path in _pairs(args.pred, "--pred").items():
-        records = read_issues(path, config.label_names)
-        models.append(score_predictions(name, records, config.label_names, source=path))
-    if args.model:
+    if args.pred:  # predictions files are scored against the config's label set
+        config = _config(args)
+        for name, path in _pairs(args.pred, "--pred").items():
+            records = read_issues(path, config.label_names)
+            models.append(score_predictions(name, records, config.label_names, source=path))
+    if args.model:  # a run carries its own label set
         from .labeler import Labeler, prediction_records
 
         if not args.data:
             raise IssuelabError("--model needs --data FILE: the labeled issues to predict and score")
+        if args.out and len(args.model) > 1:
+            raise IssuelabError("--out takes the predictions of one --model; run evaluate once per model")
         for run_dir in args.model:
             labeler = Labeler.load(run_dir)
             issues = read_issues(args.data, labeler.label_names)
-            records = prediction_records(issues, labeler.predict(issues, progress=True))
+            predictions = labeler.predict(issues, progress=True)
             if args.out:
-                write_jsonl(args.out, records)
-            outputs = [r["output"] for r in records]
-            from .evaluate import score_outputs
-
+                write_jsonl(args.out, prediction_records(issues, predictions))
+            outputs = [p.output for p in predictions]
             models.append(score_outputs(Path(run_dir).name, [i.labels for i in issues], outputs, labeler.label_names))
     if not models:
         raise IssuelabError("nothing to evaluate: give --pred NAME=FILE, or --model RUN_DIR --data FILE")
     print(format_table(models))
     for m in models:
         print(f"\n{m.name}:\n{format_per_label_table(m)}")
-    _print_json_or_write(metrics_json(models), args.json)
+    _write_json_if_asked(metrics_json(models), args.json)
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:
@@ -155,7 +156,7 @@ def cmd_crossval(args: argparse.Namespace) -> None:
     print(format_table([metrics]))
     print(f"\n{format_per_label_table(metrics)}")
     print(f"\nper-fold micro F1: {', '.join(f'{f:.3f}' for f in info['fold_f1'])} (stdev {info['fold_f1_stdev']:.3f})")
-    _print_json_or_write(metrics_json([metrics], crossval=info), args.json)
+    _write_json_if_asked(metrics_json([metrics], crossval=info), args.json)
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -97,8 +97,6 @@ def _suggest(key: str, known: list[str]) -> str:
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Checks a TOML value against a dataclass field's type; ints are accepted for floats."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"Any": Any, "Path": Path})  # noqa: S307 - our own annotations
     origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
