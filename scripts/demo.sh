@@ -34,7 +34,6 @@ issuelab evaluate --config "$CONFIG" --model "$WORK/runs/tfidf" --data "$WORK/sp
 echo "== 5. crossval: 5 folds over all 600 issues, a tighter estimate than 60 test issues"
 issuelab crossval --config "$CONFIG" --data "$WORK/issues.jsonl" --folds 5 --json "$WORK/crossval-metrics.json"
 
-echo "== 6. predict one new issue"
-issuelab predict --model "$WORK/runs/tfidf" \
-  --title "useEffect cleanup runs twice in StrictMode and crashes my app" \
-  --body "After upgrading to 18.2 the cleanup function throws TypeError: cannot read properties of undefined."
+echo "== 6. predict: the first held-out test issue, as a JSON object on stdin"
+head -n 1 "$WORK/splits/test.jsonl" | python -c 'import json, sys; i = json.load(sys.stdin); print("title:", i["title"][:100]); print("gold: ", ", ".join(i["labels"]))'
+head -n 1 "$WORK/splits/test.jsonl" | issuelab predict --model "$WORK/runs/tfidf"

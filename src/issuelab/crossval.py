@@ -36,7 +36,7 @@ def crossval(
     multi_label = resolve_multi_label(config.train.multi_label, issues)
     total = ModelMetrics(f"{engine} ({folds}-fold)", config.label_names)
     seeds, fold_f1 = [], []
-    bar = tqdm(total=folds * repeats, desc=f"crossval {engine}", unit="fold", disable=not progress)
+    bar = tqdm(total=folds * repeats, desc=f"crossval {engine}", unit="fold", disable=None if progress else True)
     for repeat in range(repeats):
         repeat_seed = seed + repeat
         seeds.append(repeat_seed)

@@ -109,7 +109,7 @@ class Labeler:
         from tqdm.auto import tqdm
 
         predictions = []
-        bar = tqdm(total=len(issues), desc="predicting", unit="issue", disable=not progress, leave=False)
+        bar = tqdm(total=len(issues), desc="predicting", unit="issue", disable=None if progress else True, leave=False)  # None: off when not a TTY
         for start in range(0, len(issues), batch_size):
             batch = list(issues[start : start + batch_size])
             for row in self.engine.predict_scores(batch):
