@@ -12,20 +12,17 @@ repository nlbse2024/issue-report-classification.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues, write_json
+from issuelab.data import import_issues
 from issuelab.evaluate import score_outputs
 from issuelab.train import fit_labeler
 
-ROOT = Path(__file__).resolve().parents[1]
-REPOS = ["facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"]
 PUBLISHED = {  # cross-repo F1 reported by the competition
     "SetFit (all-mpnet-base-v2)": 0.8270,
     "fine-tuned GPT-3.5": 0.8213,
@@ -37,9 +34,9 @@ PUBLISHED = {  # cross-repo F1 reported by the competition
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", default="tfidf")
-    parser.add_argument("--config", default=str(ROOT / "examples/nlbse24/issuelab.toml"))
-    parser.add_argument("--data", default=os.path.join(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data"), "nlbse24"))
-    parser.add_argument("--repos", nargs="+", default=REPOS)
+    parser.add_argument("--config", default=str(NLBSE_CONFIG))
+    parser.add_argument("--data", default=nlbse_data_dir())
+    parser.add_argument("--repos", nargs="+", default=NLBSE_REPOS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
     args = parser.parse_args()
@@ -73,7 +70,7 @@ def main() -> int:
         "cross_repo_f1": round(cross, 4),
         "train_seconds": round(train_seconds, 2),
         "predict_ms_per_issue": round(1000 * predict_seconds / predicted, 3),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine(),
     }
     width = 40
     print(f"\n{'REPOSITORY':<{width}} {'MACRO F1':>8}")
@@ -84,9 +81,7 @@ def main() -> int:
     for name, f1 in PUBLISHED.items():
         print(f"{name + ' (published)':<{width}} {f1:8.4f}")
     print(f"\ntrain: {train_seconds:.1f}s for {len(results)} models; predict: {report['predict_ms_per_issue']:.2f} ms/issue (batch)")
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}", file=sys.stderr)
+    write_report(args.json, report)
     return 0
 
 

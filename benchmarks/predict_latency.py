@@ -13,8 +13,6 @@ Trains on NLBSE'24 facebook/react (300 issues) from $ISSUELAB_DATA/nlbse24.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -22,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import NLBSE_CONFIG, machine, nlbse_data_dir, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues, write_json
+from issuelab.data import import_issues
 from issuelab.labeler import Labeler
 from issuelab.train import train_run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -74,14 +71,14 @@ def sklearn_baseline(train, test, labels, repeats):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.path.join(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data"), "nlbse24"))
+    parser.add_argument("--data", default=nlbse_data_dir())
     parser.add_argument("--repo", default="facebook/react")
     parser.add_argument("--cli-runs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the 300 test issues, warm")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
-    config = load_config(ROOT / "examples/nlbse24/issuelab.toml")
+    config = load_config(NLBSE_CONFIG)
     data = Path(args.data)
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[args.repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[args.repo])
@@ -106,7 +103,7 @@ def main() -> int:
 
     ms = 1000.0
     report = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "machine": machine(),
         "repo": args.repo,
         "run_size_kb": round(size_kb, 1),
         "cli_cold_seconds_median": round(statistics.median(cli), 3),
@@ -132,9 +129,7 @@ def main() -> int:
     ]
     for name, value in rows:
         print(f"{name:<44} {value:>10}")
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}", file=sys.stderr)
+    write_report(args.json, report)
     return 0
 
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
+from common import NLBSE_CONFIG, NLBSE_REPOS, nlbse_data_dir, write_report
 from issuelab.config import load_config
 from issuelab.crossval import crossval
-from issuelab.data import import_issues, write_json
+from issuelab.data import import_issues
 
-ROOT = Path(__file__).resolve().parents[1]
-REPOS = ["facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"]
 VARIANTS = [
     {}, {"C": 1.0}, {"C": 3.0}, {"C": 30.0}, {"title_repeats": 1}, {"title_repeats": 3},
     {"max_chars": 2000}, {"max_chars": 12000}, {"char_ngrams": [1, 4]}, {"char_ngrams": [3, 6]},
@@ -31,13 +29,13 @@ VARIANTS = [
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.path.join(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data"), "nlbse24"))
+    parser.add_argument("--data", default=nlbse_data_dir())
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
-    config = load_config(ROOT / "examples/nlbse24/issuelab.toml")
-    data = {r: import_issues(Path(args.data) / "issues_train.csv", config.label_names, repos=[r])[0] for r in REPOS}
+    config = load_config(NLBSE_CONFIG)
+    data = {r: import_issues(Path(args.data) / "issues_train.csv", config.label_names, repos=[r])[0] for r in NLBSE_REPOS}
     results = []
     print(f"{'VARIANT':<28} {'CV MACRO F1':>11}  PER REPO")
     for variant in VARIANTS:
@@ -47,8 +45,7 @@ def main() -> int:
         results.append({"options": variant, "cv_macro_f1": round(mean, 4), "per_repo": [round(f, 4) for f in per_repo]})
         name = json.dumps(variant) if variant else "defaults"
         print(f"{name:<28} {mean:11.4f}  {' '.join(f'{f:.3f}' for f in per_repo)}", flush=True)
-    if args.json:
-        write_json(args.json, {"folds": args.folds, "repos": REPOS, "variants": results})
+    write_report(args.json, {"folds": args.folds, "repos": NLBSE_REPOS, "variants": results})
     return 0
 
 

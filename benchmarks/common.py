@@ -1,0 +1,29 @@
+"""Shared by the benchmark scripts: where the NLBSE'24 data is, the machine, writing a report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+from issuelab.data import write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+NLBSE_REPOS = ["facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"]
+NLBSE_CONFIG = ROOT / "examples/nlbse24/issuelab.toml"
+
+
+def nlbse_data_dir() -> str:
+    """$ISSUELAB_DATA/nlbse24, ISSUELAB_DATA defaulting to ../shared/data beside the repository."""
+    return os.path.join(os.environ.get("ISSUELAB_DATA", ROOT.parent / "shared/data"), "nlbse24")
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def write_report(path: str | None, report: dict) -> None:
+    if path:
+        write_json(path, report)
+        print(f"wrote {path}", file=sys.stderr)
