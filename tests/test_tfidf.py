@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from issuelab.config import PolicyConfig, load_config
+from issuelab.config import PolicyConfig, load_config, parse_config
 from issuelab.data import Issue
 from issuelab.engines import create_engine
 from issuelab.engines.tfidf import TfidfEngine, TfidfOptions
@@ -51,7 +51,7 @@ def test_save_load_gives_the_same_scores_without_pickle(toy_config, tmp_path):
 def test_label_with_no_positives_gets_a_low_score():
     engine = TfidfEngine(TfidfOptions(min_df=1))
     train = [i for i in make_issues(100) if "ci/cd" not in i.labels]
-    engine.fit(train, None, ["bug", "enhancement", "documentation", "ci/cd"])
+    engine.fit(train, None, parse_config({"labels": dict.fromkeys(["bug", "enhancement", "documentation", "ci/cd"], "")}))
     scores = engine.predict_scores(make_issues(20, seed=1))
     assert (scores[:, 3] < 0.01).all()
     assert scores[:, :3].max() > 0.5
@@ -59,7 +59,7 @@ def test_label_with_no_positives_gets_a_low_score():
 
 def test_empty_and_unseen_text_still_scores():
     engine = TfidfEngine()
-    engine.fit(make_issues(100), None, ["bug", "enhancement", "documentation", "ci/cd"])
+    engine.fit(make_issues(100), None, parse_config({"labels": dict.fromkeys(["bug", "enhancement", "documentation", "ci/cd"], "")}))
     scores = engine.predict_scores([Issue(1, "", None), Issue(2, "zzzz qqqq", "")])
     assert scores.shape == (2, 4) and np.isfinite(scores).all()
 

@@ -56,7 +56,7 @@ def fit_labeler(
     seed = config.train.seed if seed is None else seed
     label_names = config.label_names
     model = create_engine(engine_name, config.engine_options(engine_name))
-    model.fit(train, eval, label_names, seed)
+    model.fit(train, eval, config, seed)
     multi_label = resolve_multi_label(config.train.multi_label, train)
     thresholds = {name: DEFAULT_THRESHOLD for name in label_names}
     if eval and multi_label:

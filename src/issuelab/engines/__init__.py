@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..config import Config
     from ..data import Issue
 
 # name -> "module:Class"; imported on use so that `issuelab --help` stays fast.
 ENGINES: dict[str, str] = {
     "tfidf": "issuelab.engines.tfidf:TfidfEngine",
+    "lora": "issuelab.engines.lora:LoraEngine",
 }
 
 
@@ -26,7 +28,9 @@ class Engine(Protocol):
     name: ClassVar[str]
     Options: ClassVar[type]  # a dataclass of the engine's options ([train.<name>] in issuelab.toml)
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, labels: list[str], seed: int) -> None: ...
+    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int) -> None:
+        """Learns from `train`; `eval` (may be None) is for early stopping, not thresholds."""
+        ...
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         """Returns an array of shape (len(issues), len(labels)) of scores in [0, 1]."""

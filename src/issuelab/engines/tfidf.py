@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import Config
 from ..data import Issue
 
 _WORD_RE = re.compile(r"(?u)\b\w\w+\b")
@@ -155,9 +156,10 @@ class TfidfEngine:
 
     # -- protocol ------------------------------------------------------------------------------
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, labels: list[str], seed: int = 0) -> None:
+    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
         from sklearn.linear_model import LogisticRegression
 
+        labels = config.label_names
         opts = self.options
         documents = [_document(issue, opts) for issue in train]
         self.blocks = [

@@ -1,0 +1,294 @@
+"""`lora`: the seed's model. A small causal LM (Gemma 3 270M by default) fine-tuned with LoRA to
+answer the labeling prompt with a CSV line of labels; decoding constrained to the label set.
+
+Training computes logits only at the answer positions (transformers' boolean `logits_to_keep`):
+a 262k-token vocabulary makes full logits the largest cost of a step on CPU. Loss is on the answer
+tokens only. Defaults follow the seed's run (LoRA on q,k,v,o,gate,up,down; rsLoRA; lr 5e-5; batch 8;
+warmup 5) with early stopping on eval loss, the best adapter restored. On CUDA: bf16 autocast and
+SDPA attention; under `accelerate launch` it trains data-parallel unchanged.
+
+The run directory holds only the adapter (safetensors) and the prompt; the base model comes from
+the model cache (see issuelab.llm.base_model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..data import Issue
+from ..errors import IssuelabError
+
+TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraOptions:
+    base_model: str = "gemma3-270m"  # or a local Hugging Face model directory
+    prompt: str = "full"  # full: the config's prompt; compact: labels without descriptions
+    rank: int = 16
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = TARGET_MODULES
+    rslora: bool = True
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    batch_size: int = 8  # examples per optimizer step
+    micro_batch_size: int = 0  # 0: 8 on a GPU, 1 on CPU (no padding waste); gradients accumulate
+    warmup_steps: int = 5
+    epochs: float = 3.0
+    max_steps: int = 0  # > 0 overrides epochs
+    evals_per_epoch: int = 4  # eval loss this often, for early stopping
+    patience: int = 3  # evals without improvement before stopping
+    max_prompt_tokens: int = 1024  # long issues are cut to fit
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.prompt not in ("full", "compact"):
+            raise ValueError(f'prompt must be "full" or "compact", got {self.prompt!r}')
+        if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
+            raise ValueError("batch_size and rank must be >= 1, micro_batch_size >= 0")
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+
+
+def _require_lora_extra():
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        raise IssuelabError("the lora engine needs the 'lora' extra: pip install 'issuelab[lora]'") from None
+
+
+def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded (prompt + answer) rows; answer_mask marks the positions whose next token is an answer token."""
+    import torch
+
+    width = max(len(p) + len(a) for p, a in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    answer_mask = torch.zeros((len(batch), width), dtype=torch.bool)
+    targets = []
+    for row, (prompt, answer) in enumerate(batch):
+        ids = prompt + answer
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        answer_mask[row, len(prompt) - 1 : len(ids) - 1] = True
+        targets += answer
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "answer_mask": answer_mask, "targets": torch.tensor(targets)}
+
+
+def answer_loss(model, batch, reduction: str = "mean"):
+    """Cross-entropy on the answer tokens, with logits computed only at those positions."""
+    import torch.nn.functional as F
+
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=batch["answer_mask"])
+    logits = out.logits.reshape(-1, out.logits.shape[-1]).float()  # (answer tokens, vocab)
+    return F.cross_entropy(logits, batch["targets"], reduction=reduction)
+
+
+class LoraEngine:
+    name = "lora"
+    Options = LoraOptions
+
+    def __init__(self, options: LoraOptions | None = None):
+        self.options = options or LoraOptions()
+        self.model = None  # a PeftModel while training; merged weights after load
+        self.encoder = None
+        self.decoder = None
+        self.info: dict[str, Any] = {}
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
+        _require_lora_extra()
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        from ..llm.base_model import load_base_model, resolve_base_model
+        from ..llm.encoding import PromptEncoder
+
+        opts = self.options
+        set_seed(seed)
+        cuda = torch.cuda.is_available()
+        micro = opts.micro_batch_size or (min(8, opts.batch_size) if cuda else 1)
+        accelerator = Accelerator(
+            mixed_precision="bf16" if cuda and torch.cuda.is_bf16_supported() else "no",
+            gradient_accumulation_steps=max(1, opts.batch_size // micro),
+        )
+        base = resolve_base_model(opts.base_model, progress=accelerator.is_main_process)
+        model, tokenizer = load_base_model(base.path, dtype=torch.float32)  # fp32 master weights; bf16 autocast on GPU
+        self.encoder = PromptEncoder(tokenizer, config.prompt.template, config.label_pairs, opts.max_prompt_tokens, opts.prompt == "full")
+        lora_config = LoraConfig(
+            r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
+            use_rslora=opts.rslora, task_type="CAUSAL_LM",
+        )  # fmt: skip
+        model = get_peft_model(model, lora_config)
+
+        def encode(issues: list[Issue]) -> list[tuple[list[int], list[int]]]:
+            return [(self.encoder.prompt_ids(i), self.encoder.answer_ids(i.labels)) for i in issues]
+
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        collate = lambda batch: _collate(batch, pad_id)  # noqa: E731
+        generator = torch.Generator().manual_seed(seed)
+        train_loader = DataLoader(encode(train), batch_size=micro, shuffle=True, collate_fn=collate, generator=generator)
+        eval_loader = DataLoader(encode(eval), batch_size=micro, collate_fn=collate) if eval else None
+
+        steps_per_epoch = math.ceil(len(train) / opts.batch_size)
+        total_steps = opts.max_steps or max(1, math.ceil(opts.epochs * steps_per_epoch))
+        eval_every = max(1, steps_per_epoch // max(1, opts.evals_per_epoch))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=opts.learning_rate, weight_decay=opts.weight_decay)
+        scheduler = get_linear_schedule_with_warmup(optimizer, opts.warmup_steps, total_steps)
+        model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+        if eval_loader is not None:
+            eval_loader = accelerator.prepare(eval_loader)
+
+        def eval_loss() -> float:
+            model.eval()
+            total = torch.zeros(2, device=accelerator.device)
+            with torch.no_grad():
+                for batch in eval_loader:
+                    total += torch.stack([answer_loss(model, batch, "sum"), torch.tensor(float(len(batch["targets"])), device=accelerator.device)])
+            model.train()
+            total = accelerator.reduce(total, reduction="sum")
+            return (total[0] / total[1]).item()
+
+        history, best_loss, best_state, bad_evals, step = [], math.inf, None, 0, 0
+        bar = tqdm(total=total_steps, desc="lora: training", unit="step", disable=not accelerator.is_main_process)
+        started, running = time.perf_counter(), []
+        model.train()
+        while step < total_steps:
+            for batch in train_loader:
+                with accelerator.accumulate(model):
+                    loss = answer_loss(model, batch)
+                    accelerator.backward(loss)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                running.append(loss.item())
+                if not accelerator.sync_gradients:
+                    continue
+                step += 1
+                train_loss = sum(running) / len(running)
+                running = []
+                postfix = {"loss": f"{train_loss:.4f}"}
+                record: dict[str, Any] = {"step": step, "train_loss": round(train_loss, 5)}
+                if eval_loader is not None and (step % eval_every == 0 or step == total_steps):
+                    record["eval_loss"] = round(eval_loss(), 5)
+                    postfix["eval"] = f"{record['eval_loss']:.4f}"
+                    if record["eval_loss"] < best_loss - 1e-4:
+                        best_loss, bad_evals = record["eval_loss"], 0
+                        unwrapped = accelerator.unwrap_model(model)
+                        best_state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(unwrapped).items()}
+                    else:
+                        bad_evals += 1
+                history.append(record)
+                bar.set_postfix(postfix)
+                bar.update()
+                if step >= total_steps or bad_evals >= opts.patience:
+                    break
+            if bad_evals >= opts.patience:
+                break
+        bar.close()
+        model = accelerator.unwrap_model(model)
+        if best_state is not None:  # early stopping: the best adapter seen on eval
+            set_peft_model_state_dict(model, best_state)
+        model.eval()
+        self.model = model
+        self.info = {
+            "base_model": {"spec": base.spec, "path": str(base.path), "license": base.license, "sha256": base.source_sha256},
+            "steps": step,
+            "stopped_early": bad_evals >= opts.patience,
+            "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),
+            "train_seconds": round(time.perf_counter() - started, 2),
+            "seconds_per_example": round((time.perf_counter() - started) / max(1, step * opts.batch_size), 3),
+            "history": history,
+        }
+        self._make_decoder()
+
+    def _make_decoder(self) -> None:
+        from ..llm.decoding import LabelDecoder
+
+        self.decoder = LabelDecoder(self.model, self.encoder, self.options.max_new_tokens)
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def predict_scores(self, issues: list[Issue]) -> np.ndarray:
+        scores = np.zeros((len(issues), len(self.encoder.labels)))
+        for row, issue in enumerate(issues):
+            _, scores[row] = self.decoder.constrained(issue)
+        return scores
+
+    def generate(self, issues: list[Issue], constrained: bool = True) -> list[str]:
+        """The model's answers as text: constrained (always valid) or unconstrained (raw, as the seed ran it)."""
+        names = [name for name, _ in self.encoder.labels]
+        if constrained:
+            return [", ".join(names[k] for k in self.decoder.constrained(i)[0]) for i in issues]
+        return [self.decoder.unconstrained(i) for i in issues]
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
+        engine = {
+            "options": asdict(self.options),
+            "template": self.encoder.template,
+            "labels": self.encoder.labels,
+            "info": self.info,
+        }
+        (directory / "engine.json").write_text(json.dumps(engine, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, device: str | None = None) -> LoraEngine:
+        _require_lora_extra()
+        import torch
+        from peft import PeftModel
+
+        from ..llm.base_model import load_base_model, resolve_base_model
+        from ..llm.encoding import PromptEncoder
+
+        saved = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
+        options = LoraOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items()})
+        engine = cls(options)
+        engine.info = saved["info"]
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        base = resolve_base_model(options.base_model, progress=True)
+        model, tokenizer = load_base_model(base.path, device=device)
+        # Merged into the base weights: inference then costs what the base model costs.
+        engine.model = PeftModel.from_pretrained(model, directory / "adapter").merge_and_unload().eval()
+        labels = [tuple(pair) for pair in saved["labels"]]
+        engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
+        engine._make_decoder()
+        return engine
+
+
+def base_model_outputs(config: Config, issues: list[Issue], base_model: str = "gemma3-270m", max_new_tokens: int = 64) -> list[str]:
+    """Zero-shot, unconstrained answers of a base model to the config's prompt: the seed's 'base model' column."""
+    _require_lora_extra()
+    from tqdm.auto import tqdm
+
+    from ..llm.base_model import load_base_model, resolve_base_model
+    from ..llm.decoding import LabelDecoder
+    from ..llm.encoding import PromptEncoder
+
+    base = resolve_base_model(base_model)
+    model, tokenizer = load_base_model(base.path)
+    encoder = PromptEncoder(tokenizer, config.prompt.template, config.label_pairs)
+    decoder = LabelDecoder(model.eval(), encoder, max_new_tokens)
+    return [decoder.unconstrained(issue) for issue in tqdm(issues, desc="base model", unit="issue", file=sys.stderr, disable=None)]

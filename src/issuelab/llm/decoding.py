@@ -1,0 +1,165 @@
+"""Decoding constrained to the label set, with per-label scores, from a reused prompt-prefix cache.
+
+The answer grammar: label pieces in label-set order ("bug" then ", security" ...), then
+<end_of_turn>. Each label can only follow labels before it in the set, so an output can never
+hold a duplicate, a label outside the set, or anything else; it ends right after a label.
+
+Per-label scores come from the model's token probabilities restricted to what the grammar allows:
+at each point where the next label is chosen, a label's score is the probability of the path that
+leads to it (the product of the restricted token probabilities since the last label, up to the
+token that singles it out). A label keeps the highest score it gets along the greedy path; when
+the model ends the answer, one more step past the separator scores the labels it did not reach.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data import Issue
+from .encoding import PromptEncoder
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    emitted: tuple[int, ...]  # label indices completed so far
+    partial: tuple[int, ...]  # tokens of the label being spelled
+
+
+class LabelGrammar:
+    """A small nondeterministic automaton over token ids; states are sets of hypotheses."""
+
+    def __init__(self, first_pieces: Sequence[Sequence[int]], next_pieces: Sequence[Sequence[int]], end_id: int, allow_empty: bool = False):
+        self.first = [tuple(p) for p in first_pieces]
+        self.next = [tuple(p) for p in next_pieces]
+        self.end_id = end_id
+        self.allow_empty = allow_empty
+
+    def start(self) -> frozenset[Hypothesis]:
+        return frozenset([Hypothesis((), ())])
+
+    def _candidates(self, h: Hypothesis):
+        last = h.emitted[-1] if h.emitted else -1
+        pieces = self.next if h.emitted else self.first
+        n = len(h.partial)
+        for j in range(last + 1, len(pieces)):
+            seq = pieces[j]
+            if len(seq) > n and seq[:n] == h.partial:
+                yield j, seq
+
+    def options(self, state: frozenset[Hypothesis]) -> dict[int, set[int]]:
+        """Allowed next tokens, each with the labels it keeps reachable (END maps to an empty set)."""
+        allowed: dict[int, set[int]] = {}
+        for h in state:
+            for j, seq in self._candidates(h):
+                allowed.setdefault(seq[len(h.partial)], set()).add(j)
+            if not h.partial and (h.emitted or self.allow_empty):
+                allowed.setdefault(self.end_id, set())
+        return allowed
+
+    def advance(self, state: frozenset[Hypothesis], token: int) -> frozenset[Hypothesis]:
+        out = set()
+        for h in state:
+            for j, seq in self._candidates(h):
+                if seq[len(h.partial)] != token:
+                    continue
+                grown = h.partial + (token,)
+                out.add(Hypothesis(h.emitted + (j,), ()) if grown == seq else Hypothesis(h.emitted, grown))
+        return frozenset(out)
+
+    @staticmethod
+    def finished(state: frozenset[Hypothesis]) -> tuple[int, ...]:
+        done = [h.emitted for h in state if not h.partial]
+        return max(done, key=len) if done else ()
+
+
+class LabelDecoder:
+    """Greedy decoding for one issue at a time (the CPU case), reusing the prefix's KV cache."""
+
+    def __init__(self, model, encoder: PromptEncoder, max_new_tokens: int = 64):
+        self.model = model
+        self.encoder = encoder
+        self.grammar = LabelGrammar(encoder.first_pieces, encoder.next_pieces, encoder.end_id)
+        self.max_new_tokens = max_new_tokens
+        self._prefix_cache = None
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _forward(self, ids: Sequence[int], cache):
+        import torch
+
+        out = self.model(
+            input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True, logits_to_keep=1
+        )
+        return out.past_key_values, out.logits[0, -1].float()
+
+    def _start(self, issue: Issue):
+        import torch
+
+        with torch.inference_mode():
+            if self._prefix_cache is None:  # the same for every issue: computed once
+                self._prefix_cache, _ = self._forward(self.encoder.prefix_ids, None)
+            return self._forward(self.encoder.issue_ids(issue), copy.deepcopy(self._prefix_cache))
+
+    def constrained(self, issue: Issue) -> tuple[list[int], np.ndarray]:
+        """Returns (label indices in order, per-label scores)."""
+        import torch
+
+        scores = np.zeros(len(self.encoder.labels))
+        cache, logits = self._start(issue)
+        state, reach = self.grammar.start(), 1.0
+        with torch.inference_mode():
+            for _ in range(self.max_new_tokens):
+                options = self.grammar.options(state)
+                tokens = list(options)
+                probs = torch.softmax(logits[tokens], dim=-1).tolist()
+                for token, p in zip(tokens, probs):
+                    if len(options[token]) == 1:
+                        (j,) = options[token]
+                        scores[j] = max(scores[j], reach * p)
+                best = max(range(len(tokens)), key=probs.__getitem__)
+                token = tokens[best]
+                if token == self.grammar.end_id:
+                    self._score_unreached(state, options, tokens, probs, cache, scores)
+                    break
+                state = self.grammar.advance(state, token)
+                reach = 1.0 if any(not h.partial for h in state) else reach * probs[best]
+                cache, logits = self._forward([token], cache)
+        return list(self.grammar.finished(state)), scores
+
+    def _score_unreached(self, state, options, tokens, probs, cache, scores) -> None:
+        """The model chose to end; look one token past the likeliest separator to score the rest."""
+        rest = [(p, t) for t, p in zip(tokens, probs) if t != self.grammar.end_id and len(options[t]) > 1]
+        if not rest:
+            return
+        p_sep, sep = max(rest)
+        _, logits = self._forward([sep], cache)
+        after = self.grammar.advance(state, sep)
+        options = self.grammar.options(after)
+        tokens = list(options)
+        import torch
+
+        for token, p in zip(tokens, torch.softmax(logits[tokens], dim=-1).tolist()):
+            for j in options[token]:  # labels sharing this token share its probability
+                scores[j] = max(scores[j], p_sep * p)
+
+    def unconstrained(self, issue: Issue) -> str:
+        """Plain greedy generation, as the seed ran its models: the raw text, valid or not."""
+        import torch
+
+        cache, logits = self._start(issue)
+        stop = {self.encoder.end_id, self.encoder.tokenizer.eos_token_id}
+        generated: list[int] = []
+        with torch.inference_mode():
+            for _ in range(self.max_new_tokens):
+                token = int(torch.argmax(logits))
+                if token in stop:
+                    break
+                generated.append(token)
+                cache, logits = self._forward([token], cache)
+        return self.encoder.decode_answer(generated)
