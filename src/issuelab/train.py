@@ -47,15 +47,21 @@ def _data_info(path: str | Path | None, issues: Sequence[Issue]) -> dict:
 
 
 def fit_labeler(
-    config: Config, train: list[Issue], eval: list[Issue] | None, engine: str | None = None, seed: int | None = None
+    config: Config,
+    train: list[Issue],
+    eval: list[Issue] | None,
+    engine: str | None = None,
+    seed: int | None = None,
+    overrides: dict | None = None,
 ) -> tuple[Labeler, ModelMetrics | None]:
-    """Fits in memory; returns the labeler and its metrics on `eval` (None without eval data)."""
+    """Fits in memory; returns the labeler and its metrics on `eval` (None without eval data).
+    `overrides` replace engine options of the config (the CLI's --max-steps and the like)."""
     if not train:
         raise DataError("the training data is empty")
     engine_name = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
     label_names = config.label_names
-    model = create_engine(engine_name, config.engine_options(engine_name))
+    model = create_engine(engine_name, config.engine_options(engine_name) | (overrides or {}))
     model.fit(train, eval, config, seed)
     multi_label = resolve_multi_label(config.train.multi_label, train)
     thresholds = {name: DEFAULT_THRESHOLD for name in label_names}
@@ -68,7 +74,12 @@ def fit_labeler(
         multi_label=multi_label,
         policy=config.policy,
         prompt=config.prompt.template,
-        manifest={"engine": engine_name, "engine_options": asdict(model.options), "seed": seed},
+        manifest={
+            "engine": engine_name,
+            "engine_options": asdict(model.options),
+            "engine_info": getattr(model, "info", {}),
+            "seed": seed,
+        },
     )
     metrics = None
     if eval:
@@ -85,6 +96,7 @@ def train_run(
     *,
     engine: str | None = None,
     seed: int | None = None,
+    overrides: dict | None = None,
     train_path: str | Path | None = None,
     eval_path: str | Path | None = None,
     force: bool = False,
@@ -94,7 +106,7 @@ def train_run(
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise IssuelabError(f"{out_dir}: already exists and is not empty; choose another --out or pass --force")
     started = time.perf_counter()
-    labeler, metrics = fit_labeler(config, train, eval, engine, seed)
+    labeler, metrics = fit_labeler(config, train, eval, engine, seed, overrides)
     labeler.manifest.update(
         issuelab_version=__version__,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
