@@ -23,7 +23,10 @@ from .conftest import make_issues  # noqa: E402
 from .tiny_gemma import build_tiny_gemma  # noqa: E402
 
 # Fast, for a tiny random model: a high learning rate and full batches.
-TINY_OPTIONS = {"learning_rate": 1e-2, "max_steps": 80, "micro_batch_size": 8, "rank": 8, "warmup_steps": 2, "patience": 100}
+TINY_OPTIONS = {
+    "learning_rate": 1e-2, "max_steps": 80, "micro_batch_size": 8, "rank": 8, "warmup_steps": 2, "patience": 100,
+    "inference_dtype": "float32",  # save -> load compared exactly; bfloat16 is checked in the benchmark
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,16 @@ def test_cli_train_evaluate_unconstrained_and_base(cli, toy, tiny_base, tmp_path
 
     code, _, err = cli("train", "--config", config_path, "--max-steps", 3, "--train", tmp_path / "train.jsonl", "--out", tmp_path / "r2")
     assert code == 2 and "--max-steps does not apply to the tfidf engine" in err
+
+
+def test_inference_dtype_choice():
+    import torch
+
+    from issuelab.llm.base_model import cpu_has_fast_bf16, inference_dtype
+
+    assert inference_dtype("float32", "cpu") is torch.float32
+    assert inference_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert inference_dtype("auto", "cpu") is (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
 
 
 def test_base_model_errors_are_clear(tmp_path):

@@ -50,10 +50,14 @@ class LoraOptions:
     patience: int = 3  # evals without improvement before stopping
     max_prompt_tokens: int = 1024  # long issues are cut to fit
     max_new_tokens: int = 64
+    # Answering: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere.
+    inference_dtype: str = "auto"  # auto | float32 | bfloat16
 
     def __post_init__(self) -> None:
         if self.prompt not in ("full", "compact"):
             raise ValueError(f'prompt must be "full" or "compact", got {self.prompt!r}')
+        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
         if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
             raise ValueError("batch_size and rank must be >= 1, micro_batch_size >= 0")
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:
@@ -260,7 +264,7 @@ class LoraEngine:
         import torch
         from peft import PeftModel
 
-        from ..llm.base_model import load_base_model, resolve_base_model
+        from ..llm.base_model import inference_dtype, load_base_model, resolve_base_model
         from ..llm.encoding import PromptEncoder
 
         saved = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
@@ -269,9 +273,10 @@ class LoraEngine:
         engine.info = saved["info"]
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         base = resolve_base_model(options.base_model, progress=True)
-        model, tokenizer = load_base_model(base.path, device=device)
-        # Merged into the base weights: inference then costs what the base model costs.
-        engine.model = PeftModel.from_pretrained(model, directory / "adapter").merge_and_unload().eval()
+        model, tokenizer = load_base_model(base.path, device=device, dtype=torch.float32)
+        # Merged into the base weights in float32, then cast: answering costs what the base model costs.
+        merged = PeftModel.from_pretrained(model, directory / "adapter").merge_and_unload()
+        engine.model = merged.to(inference_dtype(options.inference_dtype, device)).eval()
         labels = [tuple(pair) for pair in saved["labels"]]
         engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
         engine._make_decoder()

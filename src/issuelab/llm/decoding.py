@@ -77,10 +77,17 @@ class LabelGrammar:
 
 
 class LabelDecoder:
-    """Greedy decoding for one issue at a time (the CPU case), reusing the prefix's KV cache."""
+    """Greedy decoding for one issue at a time (the CPU case), reusing the prefix's KV cache.
+
+    Constrained steps compute logits only for the few tokens the grammar allows: the output
+    projection over a 262k-token vocabulary would otherwise be most of each step's cost."""
 
     def __init__(self, model, encoder: PromptEncoder, max_new_tokens: int = 64):
         self.model = model
+        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel while training
+        self.body = causal_lm.get_decoder()
+        self.head = causal_lm.get_output_embeddings()
+        self.softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
         self.encoder = encoder
         self.grammar = LabelGrammar(encoder.first_pieces, encoder.next_pieces, encoder.end_id)
         self.max_new_tokens = max_new_tokens
@@ -91,12 +98,25 @@ class LabelDecoder:
         return next(self.model.parameters()).device
 
     def _forward(self, ids: Sequence[int], cache):
+        """Runs tokens through the transformer body; returns the cache and the last hidden state."""
         import torch
 
-        out = self.model(
-            input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True, logits_to_keep=1
-        )
-        return out.past_key_values, out.logits[0, -1].float()
+        out = self.body(input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True)
+        return out.past_key_values, out.last_hidden_state[0, -1]
+
+    def _logits(self, hidden, tokens: Sequence[int] | None = None):
+        """Logits of `tokens` only (all of the vocabulary when None)."""
+        if tokens is None:
+            logits = self.head(hidden)
+        else:
+            rows = self.head.weight[list(tokens)]
+            logits = rows @ hidden + (self.head.bias[list(tokens)] if self.head.bias is not None else 0)
+        logits = logits.float()
+        if self.softcap:
+            import torch
+
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
 
     def _start(self, issue: Issue):
         import torch
@@ -111,13 +131,13 @@ class LabelDecoder:
         import torch
 
         scores = np.zeros(len(self.encoder.labels))
-        cache, logits = self._start(issue)
+        cache, hidden = self._start(issue)
         state, reach = self.grammar.start(), 1.0
         with torch.inference_mode():
             for _ in range(self.max_new_tokens):
                 options = self.grammar.options(state)
                 tokens = list(options)
-                probs = torch.softmax(logits[tokens], dim=-1).tolist()
+                probs = torch.softmax(self._logits(hidden, tokens), dim=-1).tolist()
                 for token, p in zip(tokens, probs):
                     if len(options[token]) == 1:
                         (j,) = options[token]
@@ -129,7 +149,7 @@ class LabelDecoder:
                     break
                 state = self.grammar.advance(state, token)
                 reach = 1.0 if any(not h.partial for h in state) else reach * probs[best]
-                cache, logits = self._forward([token], cache)
+                cache, hidden = self._forward([token], cache)
         return list(self.grammar.finished(state)), scores
 
     def _score_unreached(self, state, options, tokens, probs, cache, scores) -> None:
@@ -137,14 +157,14 @@ class LabelDecoder:
         rest = [(p, t) for t, p in zip(tokens, probs) if t != self.grammar.end_id and len(options[t]) > 1]
         if not rest:
             return
+        import torch
+
         p_sep, sep = max(rest)
-        _, logits = self._forward([sep], cache)
+        _, hidden = self._forward([sep], cache)
         after = self.grammar.advance(state, sep)
         options = self.grammar.options(after)
         tokens = list(options)
-        import torch
-
-        for token, p in zip(tokens, torch.softmax(logits[tokens], dim=-1).tolist()):
+        for token, p in zip(tokens, torch.softmax(self._logits(hidden, tokens), dim=-1).tolist()):
             for j in options[token]:  # labels sharing this token share its probability
                 scores[j] = max(scores[j], p_sep * p)
 
@@ -152,14 +172,14 @@ class LabelDecoder:
         """Plain greedy generation, as the seed ran its models: the raw text, valid or not."""
         import torch
 
-        cache, logits = self._start(issue)
+        cache, hidden = self._start(issue)
         stop = {self.encoder.end_id, self.encoder.tokenizer.eos_token_id}
         generated: list[int] = []
         with torch.inference_mode():
             for _ in range(self.max_new_tokens):
-                token = int(torch.argmax(logits))
+                token = int(torch.argmax(self._logits(hidden)))
                 if token in stop:
                     break
                 generated.append(token)
-                cache, logits = self._forward([token], cache)
+                cache, hidden = self._forward([token], cache)
         return self.encoder.decode_answer(generated)
