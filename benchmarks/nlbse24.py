@@ -38,6 +38,8 @@ def main() -> int:
     parser.add_argument("--data", default=nlbse_data_dir())
     parser.add_argument("--repos", nargs="+", default=NLBSE_REPOS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-steps", type=int, help="lora: stop training after this many steps (a quick run)")
+    parser.add_argument("--base-model", help="lora: the base model (default gemma3-270m)")
     parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
     args = parser.parse_args()
 
@@ -48,7 +50,8 @@ def main() -> int:
         train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
         test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
         started = time.perf_counter()
-        labeler, _ = fit_labeler(config, train, None, args.engine, args.seed)
+        overrides = {k: v for k, v in (("max_steps", args.max_steps), ("base_model", args.base_model)) if v is not None}
+        labeler, _ = fit_labeler(config, train, None, args.engine, args.seed, overrides)
         train_seconds += time.perf_counter() - started
         started = time.perf_counter()
         predictions = labeler.predict(test)
@@ -70,6 +73,7 @@ def main() -> int:
         "cross_repo_f1": round(cross, 4),
         "train_seconds": round(train_seconds, 2),
         "predict_ms_per_issue": round(1000 * predict_seconds / predicted, 3),
+        "options": {"max_steps": args.max_steps, "base_model": args.base_model},
         "machine": machine(),
     }
     width = 40

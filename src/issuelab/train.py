@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import platform
 import shutil
 import tempfile
@@ -31,6 +32,11 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a distributed launch (accelerate, torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resolve_multi_label(setting: str, train: Sequence[Issue]) -> bool:
@@ -116,6 +122,8 @@ def train_run(
         train_seconds=round(time.perf_counter() - started, 2),
         eval_metrics=metrics.to_json() if metrics else None,
     )
+    if not is_main_process():  # under `accelerate launch`, one process writes the run
+        return labeler, metrics
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
