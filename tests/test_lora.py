@@ -195,6 +195,33 @@ def test_base_model_errors_are_clear(tmp_path):
 
 
 @pytest.mark.slow
+def test_accelerate_launch_trains_data_parallel_and_one_process_writes(toy, tiny_base, tmp_path):
+    """Two CPU processes (gloo) stand in for several GPUs: the same command, unchanged."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config_path = tmp_path / "issuelab.toml"
+    config_path.write_text(toy.path.read_text(encoding="utf-8") + '\n[train.lora]\nlearning_rate = 0.01\nmicro_batch_size = 4\n', encoding="utf-8")
+    write_jsonl(tmp_path / "train.jsonl", make_issues(64, seed=1))
+    write_jsonl(tmp_path / "eval.jsonl", make_issues(16, seed=2))
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    result = subprocess.run(
+        [accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "-m", "issuelab", "train", "--config", str(config_path), "--engine", "lora",
+         "--base-model", str(tiny_base), "--max-steps", "4", "--train", str(tmp_path / "train.jsonl"),
+         "--eval", str(tmp_path / "eval.jsonl"), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("trained lora") == 1  # one process reports and writes
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text())
+    assert manifest["engine_info"]["steps"] == 4
+    assert Labeler.load(tmp_path / "run").engine.generate(make_issues(3, seed=9))
+
+
+@pytest.mark.slow
 def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_path):
     """The real base: assembled from the PyPI package (sha256-checked), cached as safetensors."""
     config = load_config("examples/nebari/issuelab.toml")

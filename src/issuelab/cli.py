@@ -116,6 +116,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         config, train, eval, args.out, engine=engine, seed=args.seed, overrides=overrides,
         train_path=args.train, eval_path=args.eval, force=args.force,
     )  # fmt: skip
+    from .train import is_main_process
+
+    if not is_main_process():
+        return
     seconds = labeler.manifest["train_seconds"]
     print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {seconds:.1f}s -> {args.out}")
     if metrics:
