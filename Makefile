@@ -21,7 +21,13 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
 
-test-slow: $(BIN)/.installed
+# The slow tests also cover the llama.cpp backend; llama-cpp-python builds from source where no
+# wheel exists (minutes, once: pip caches the wheel).
+$(BIN)/.installed-llamacpp: $(BIN)/.installed
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lora,llamacpp]'
+	touch $@
+
+test-slow: $(BIN)/.installed-llamacpp
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(BIN)/.installed

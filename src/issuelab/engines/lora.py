@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -52,10 +53,15 @@ class LoraOptions:
     max_new_tokens: int = 64
     # Answering: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
+    # Answering backend: transformers (torch) or llama.cpp on the Q4_K_M base (extra `llamacpp`);
+    # the environment variable ISSUELAB_LORA_BACKEND overrides it when a run is loaded.
+    backend: str = "torch"  # torch | llamacpp
 
     def __post_init__(self) -> None:
         if self.prompt not in ("full", "compact"):
             raise ValueError(f'prompt must be "full" or "compact", got {self.prompt!r}')
+        if self.backend not in ("torch", "llamacpp"):
+            raise ValueError(f'backend must be "torch" or "llamacpp", got {self.backend!r}')
         if self.inference_dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
         if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
@@ -226,9 +232,9 @@ class LoraEngine:
         self._make_decoder()
 
     def _make_decoder(self) -> None:
-        from ..llm.decoding import LabelDecoder
+        from ..llm.decoding import TorchDecoder
 
-        self.decoder = LabelDecoder(self.model, self.encoder, self.options.max_new_tokens)
+        self.decoder = TorchDecoder(self.model, self.encoder, self.options.max_new_tokens)
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -248,8 +254,12 @@ class LoraEngine:
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
+        from ..llm.llamacpp import export_adapter_gguf
+
         directory.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
+        if self.model.config.model_type.startswith("gemma3"):  # for the llama.cpp backend
+            export_adapter_gguf(directory / "adapter", directory / "adapter.gguf")
         engine = {
             "options": asdict(self.options),
             "template": self.encoder.template,
@@ -261,26 +271,47 @@ class LoraEngine:
     @classmethod
     def load(cls, directory: Path, device: str | None = None) -> LoraEngine:
         _require_lora_extra()
-        import torch
-        from peft import PeftModel
+        from transformers import AutoTokenizer
 
-        from ..llm.base_model import inference_dtype, load_base_model, resolve_base_model
+        from ..llm.base_model import resolve_base_model
         from ..llm.encoding import PromptEncoder
 
         saved = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
         options = LoraOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items()})
+        options.backend = os.environ.get("ISSUELAB_LORA_BACKEND", options.backend)
+        options.__post_init__()
         engine = cls(options)
         engine.info = saved["info"]
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         base = resolve_base_model(options.base_model, progress=True)
-        model, tokenizer = load_base_model(base.path, device=device, dtype=torch.float32)
-        # Merged into the base weights in float32, then cast: answering costs what the base model costs.
-        merged = PeftModel.from_pretrained(model, directory / "adapter").merge_and_unload()
-        engine.model = merged.to(inference_dtype(options.inference_dtype, device)).eval()
+        tokenizer = AutoTokenizer.from_pretrained(base.path)
         labels = [tuple(pair) for pair in saved["labels"]]
         engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
+        if options.backend == "llamacpp":
+            from ..llm.llamacpp import LlamaCppDecoder
+
+            if base.gguf is None or not (directory / "adapter.gguf").exists():
+                raise IssuelabError(
+                    f"{directory}: the llama.cpp backend needs the default base model (a GGUF) and model/adapter.gguf; "
+                    "use backend = \"torch\" for other bases"
+                )
+            engine.decoder = LlamaCppDecoder(base.gguf, directory / "adapter.gguf", engine.encoder, options.max_new_tokens)
+            return engine
+        engine.model = cls._merged_model(base.path, directory / "adapter", options, device)
         engine._make_decoder()
         return engine
+
+    @staticmethod
+    def _merged_model(base_path: Path, adapter_dir: Path, options: LoraOptions, device: str | None):
+        import torch
+        from peft import PeftModel
+
+        from ..llm.base_model import inference_dtype, load_base_model
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, _ = load_base_model(base_path, device=device, dtype=torch.float32)
+        # Merged into the base weights in float32, then cast: answering costs what the base model costs.
+        merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        return merged.to(inference_dtype(options.inference_dtype, device)).eval()
 
 
 def base_model_outputs(config: Config, issues: list[Issue], base_model: str = "gemma3-270m", max_new_tokens: int = 64) -> list[str]:
@@ -289,11 +320,11 @@ def base_model_outputs(config: Config, issues: list[Issue], base_model: str = "g
     from tqdm.auto import tqdm
 
     from ..llm.base_model import load_base_model, resolve_base_model
-    from ..llm.decoding import LabelDecoder
+    from ..llm.decoding import TorchDecoder
     from ..llm.encoding import PromptEncoder
 
     base = resolve_base_model(base_model)
     model, tokenizer = load_base_model(base.path)
     encoder = PromptEncoder(tokenizer, config.prompt.template, config.label_pairs)
-    decoder = LabelDecoder(model.eval(), encoder, max_new_tokens)
+    decoder = TorchDecoder(model.eval(), encoder, max_new_tokens)
     return [decoder.unconstrained(issue) for issue in tqdm(issues, desc="base model", unit="issue", file=sys.stderr, disable=None)]

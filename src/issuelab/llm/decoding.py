@@ -76,22 +76,94 @@ class LabelGrammar:
         return max(done, key=len) if done else ()
 
 
-class LabelDecoder:
-    """Greedy decoding for one issue at a time (the CPU case), reusing the prefix's KV cache.
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
 
-    Constrained steps compute logits only for the few tokens the grammar allows: the output
-    projection over a 262k-token vocabulary would otherwise be most of each step's cost."""
+
+class LabelDecoder:
+    """Greedy decoding of one issue at a time (the CPU case), constrained or not.
+
+    A backend implements three steps: `_begin` (run the prompt, reusing the prefix's cache),
+    `_advance` (feed one token) and `_logits` (next-token logits, of some tokens or all)."""
+
+    def __init__(self, encoder: PromptEncoder, max_new_tokens: int = 64):
+        self.encoder = encoder
+        self.grammar = LabelGrammar(encoder.first_pieces, encoder.next_pieces, encoder.end_id)
+        self.max_new_tokens = max_new_tokens
+
+    def _begin(self, issue: Issue) -> None:
+        raise NotImplementedError
+
+    def _advance(self, token: int) -> None:
+        raise NotImplementedError
+
+    def _logits(self, tokens: Sequence[int] | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def constrained(self, issue: Issue) -> tuple[list[int], np.ndarray]:
+        """Returns (label indices in order, per-label scores)."""
+        scores = np.zeros(len(self.encoder.labels))
+        self._begin(issue)
+        state, reach = self.grammar.start(), 1.0
+        for _ in range(self.max_new_tokens):
+            options = self.grammar.options(state)
+            tokens = list(options)
+            probs = _softmax(self._logits(tokens))
+            for token, p in zip(tokens, probs):
+                if len(options[token]) == 1:
+                    (j,) = options[token]
+                    scores[j] = max(scores[j], reach * p)
+            best = int(np.argmax(probs))
+            token = tokens[best]
+            if token == self.grammar.end_id:
+                self._score_unreached(state, options, tokens, probs, scores)
+                break
+            state = self.grammar.advance(state, token)
+            reach = 1.0 if any(not h.partial for h in state) else reach * probs[best]
+            self._advance(token)
+        return list(self.grammar.finished(state)), scores
+
+    def _score_unreached(self, state, options, tokens, probs, scores) -> None:
+        """The model chose to end; look one token past the likeliest separator to score the rest."""
+        rest = [(p, t) for t, p in zip(tokens, probs) if t != self.grammar.end_id and len(options[t]) > 1]
+        if not rest:
+            return
+        p_sep, sep = max(rest)
+        self._advance(sep)
+        after = self.grammar.options(self.grammar.advance(state, sep))
+        tokens = list(after)
+        for token, p in zip(tokens, _softmax(self._logits(tokens))):
+            for j in after[token]:  # labels sharing this token share its probability
+                scores[j] = max(scores[j], p_sep * p)
+
+    def unconstrained(self, issue: Issue) -> str:
+        """Plain greedy generation, as the seed ran its models: the raw text, valid or not."""
+        self._begin(issue)
+        stop = {self.encoder.end_id, self.encoder.tokenizer.eos_token_id}
+        generated: list[int] = []
+        for _ in range(self.max_new_tokens):
+            token = int(np.argmax(self._logits()))
+            if token in stop:
+                break
+            generated.append(token)
+            self._advance(token)
+        return self.encoder.decode_answer(generated)
+
+
+class TorchDecoder(LabelDecoder):
+    """transformers backend. Constrained steps compute logits only for the few tokens the grammar
+    allows: the output projection over a 262k-token vocabulary would otherwise be most of a step."""
 
     def __init__(self, model, encoder: PromptEncoder, max_new_tokens: int = 64):
+        super().__init__(encoder, max_new_tokens)
         self.model = model
         causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel while training
         self.body = causal_lm.get_decoder()
         self.head = causal_lm.get_output_embeddings()
         self.softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-        self.encoder = encoder
-        self.grammar = LabelGrammar(encoder.first_pieces, encoder.next_pieces, encoder.end_id)
-        self.max_new_tokens = max_new_tokens
         self._prefix_cache = None
+        self._cache = self._hidden = None
 
     @property
     def device(self):
@@ -101,85 +173,29 @@ class LabelDecoder:
         """Runs tokens through the transformer body; returns the cache and the last hidden state."""
         import torch
 
-        out = self.body(input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True)
+        with torch.inference_mode():
+            out = self.body(input_ids=torch.tensor([list(ids)], device=self.device), past_key_values=cache, use_cache=True)
         return out.past_key_values, out.last_hidden_state[0, -1]
 
-    def _logits(self, hidden, tokens: Sequence[int] | None = None):
-        """Logits of `tokens` only (all of the vocabulary when None)."""
-        if tokens is None:
-            logits = self.head(hidden)
-        else:
-            rows = self.head.weight[list(tokens)]
-            logits = rows @ hidden + (self.head.bias[list(tokens)] if self.head.bias is not None else 0)
-        logits = logits.float()
-        if self.softcap:
-            import torch
+    def _begin(self, issue: Issue) -> None:
+        if self._prefix_cache is None:  # the same for every issue: computed once
+            self._prefix_cache, _ = self._forward(self.encoder.prefix_ids, None)
+        self._cache, self._hidden = self._forward(self.encoder.issue_ids(issue), copy.deepcopy(self._prefix_cache))
 
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+    def _advance(self, token: int) -> None:
+        self._cache, self._hidden = self._forward([token], self._cache)
 
-    def _start(self, issue: Issue):
+    def _logits(self, tokens: Sequence[int] | None = None) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            if self._prefix_cache is None:  # the same for every issue: computed once
-                self._prefix_cache, _ = self._forward(self.encoder.prefix_ids, None)
-            return self._forward(self.encoder.issue_ids(issue), copy.deepcopy(self._prefix_cache))
-
-    def constrained(self, issue: Issue) -> tuple[list[int], np.ndarray]:
-        """Returns (label indices in order, per-label scores)."""
-        import torch
-
-        scores = np.zeros(len(self.encoder.labels))
-        cache, hidden = self._start(issue)
-        state, reach = self.grammar.start(), 1.0
-        with torch.inference_mode():
-            for _ in range(self.max_new_tokens):
-                options = self.grammar.options(state)
-                tokens = list(options)
-                probs = torch.softmax(self._logits(hidden, tokens), dim=-1).tolist()
-                for token, p in zip(tokens, probs):
-                    if len(options[token]) == 1:
-                        (j,) = options[token]
-                        scores[j] = max(scores[j], reach * p)
-                best = max(range(len(tokens)), key=probs.__getitem__)
-                token = tokens[best]
-                if token == self.grammar.end_id:
-                    self._score_unreached(state, options, tokens, probs, cache, scores)
-                    break
-                state = self.grammar.advance(state, token)
-                reach = 1.0 if any(not h.partial for h in state) else reach * probs[best]
-                cache, hidden = self._forward([token], cache)
-        return list(self.grammar.finished(state)), scores
-
-    def _score_unreached(self, state, options, tokens, probs, cache, scores) -> None:
-        """The model chose to end; look one token past the likeliest separator to score the rest."""
-        rest = [(p, t) for t, p in zip(tokens, probs) if t != self.grammar.end_id and len(options[t]) > 1]
-        if not rest:
-            return
-        import torch
-
-        p_sep, sep = max(rest)
-        _, hidden = self._forward([sep], cache)
-        after = self.grammar.advance(state, sep)
-        options = self.grammar.options(after)
-        tokens = list(options)
-        for token, p in zip(tokens, torch.softmax(self._logits(hidden, tokens), dim=-1).tolist()):
-            for j in options[token]:  # labels sharing this token share its probability
-                scores[j] = max(scores[j], p_sep * p)
-
-    def unconstrained(self, issue: Issue) -> str:
-        """Plain greedy generation, as the seed ran its models: the raw text, valid or not."""
-        import torch
-
-        cache, hidden = self._start(issue)
-        stop = {self.encoder.end_id, self.encoder.tokenizer.eos_token_id}
-        generated: list[int] = []
-        with torch.inference_mode():
-            for _ in range(self.max_new_tokens):
-                token = int(torch.argmax(self._logits(hidden)))
-                if token in stop:
-                    break
-                generated.append(token)
-                cache, hidden = self._forward([token], cache)
-        return self.encoder.decode_answer(generated)
+            if tokens is None:
+                logits = self.head(self._hidden)
+            else:
+                logits = self.head.weight[list(tokens)] @ self._hidden
+                if self.head.bias is not None:
+                    logits = logits + self.head.bias[list(tokens)]
+            logits = logits.float()
+            if self.softcap:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits.cpu().numpy().astype(np.float64)
