@@ -16,6 +16,8 @@ Issue texts: NLBSE'24 facebook/react (bug -> bug, feature -> enhancement, questi
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import statistics
 import sys
 import tempfile
@@ -102,6 +104,13 @@ def main() -> int:
         saved = engine_json.read_text()
         engine_json.write_text(saved.replace('"inference_dtype": "auto"', '"inference_dtype": "float32"'))
         fp32 = Labeler.load(Path(tmp) / "run")
+        llama = None
+        if importlib.util.find_spec("llama_cpp"):
+            os.environ["ISSUELAB_LORA_BACKEND"] = "llamacpp"
+            started = time.perf_counter()
+            llama = Labeler.load(Path(tmp) / "run")
+            report["cold_load_seconds_llamacpp"] = round(time.perf_counter() - started, 2)
+            del os.environ["ISSUELAB_LORA_BACKEND"]
 
     decoder, encoder, model = fp32.engine.decoder, fp32.engine.encoder, fp32.engine.model
 
@@ -117,6 +126,8 @@ def main() -> int:
         "unconstrained, cached prefix, float32": decoder.unconstrained,
         "baseline: generate, full prompt, float32": seed_baseline,
     }
+    if llama is not None:
+        measures["constrained, cached prefix, llama.cpp Q4_K_M"] = llama.engine.decoder.constrained
     report["latency_s"] = {}
     for name, fn in measures.items():
         fn(test[0])  # warm-up
@@ -128,6 +139,9 @@ def main() -> int:
         report["latency_s"][name] = {"p50": round(percentile(times, 0.5), 3), "p95": round(percentile(times, 0.95), 3)}
     ours, exact = list(measures)[:2]
     report["answers_equal_to_float32"] = sum(a[0] == b[0] for a, b in zip(answers[ours], answers[exact])) / len(test)
+    if llama is not None:
+        llama_answers = answers["constrained, cached prefix, llama.cpp Q4_K_M"]
+        report["llamacpp_answers_equal_to_float32"] = sum(a[0] == b[0] for a, b in zip(llama_answers, answers[exact])) / len(test)
     base = report["latency_s"]["baseline: generate, full prompt, float32"]["p50"]
     report["speedup_p50_vs_baseline"] = round(base / report["latency_s"][ours]["p50"], 2)
 
@@ -145,6 +159,9 @@ def main() -> int:
     print(f"{'speed-up p50 vs baseline (ours)':<44} {report['speedup_p50_vs_baseline']:>6.2f}x")
     print(f"{'answers equal to float32 constrained':<44} {report['answers_equal_to_float32']:>6.0%}")
     print(f"{'cold load of a run (base + adapter merge)':<44} {report['cold_load_seconds']:>6.2f}s")
+    if llama is not None:
+        print(f"{'llama.cpp answers equal to float32':<44} {report['llamacpp_answers_equal_to_float32']:>6.0%}")
+        print(f"{'cold load of a run, llama.cpp':<44} {report['cold_load_seconds_llamacpp']:>6.2f}s")
     write_report(args.json, report)
     return 0
 

@@ -12,6 +12,7 @@ repository nlbse2024/issue-report-classification.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -31,6 +32,16 @@ PUBLISHED = {  # cross-repo F1 reported by the competition
 }
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine", default="tfidf")
@@ -38,19 +49,19 @@ def main() -> int:
     parser.add_argument("--data", default=nlbse_data_dir())
     parser.add_argument("--repos", nargs="+", default=NLBSE_REPOS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, help="lora: stop training after this many steps (a quick run)")
-    parser.add_argument("--base-model", help="lora: the base model (default gemma3-270m)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an engine option, e.g. --set epochs=1 --set prompt=compact (values parsed as JSON when they can be)")  # fmt: skip
     parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
     args = parser.parse_args()
 
     config = load_config(args.config)
+    overrides = dict(parse_setting(item) for item in args.set)
     data = Path(args.data)
     results, train_seconds, predict_seconds, predicted = {}, 0.0, 0.0, 0
     for repo in args.repos:
         train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
         test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
         started = time.perf_counter()
-        overrides = {k: v for k, v in (("max_steps", args.max_steps), ("base_model", args.base_model)) if v is not None}
         labeler, _ = fit_labeler(config, train, None, args.engine, args.seed, overrides)
         train_seconds += time.perf_counter() - started
         started = time.perf_counter()
@@ -73,7 +84,7 @@ def main() -> int:
         "cross_repo_f1": round(cross, 4),
         "train_seconds": round(train_seconds, 2),
         "predict_ms_per_issue": round(1000 * predict_seconds / predicted, 3),
-        "options": {"max_steps": args.max_steps, "base_model": args.base_model},
+        "options": overrides,
         "machine": machine(),
     }
     width = 40
