@@ -27,3 +27,8 @@ def write_report(path: str | None, report: dict) -> None:
     if path:
         write_json(path, report)
         print(f"wrote {path}", file=sys.stderr)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -20,16 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import NLBSE_CONFIG, machine, nlbse_data_dir, write_report
+from common import NLBSE_CONFIG, machine, nlbse_data_dir, percentile, write_report
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.labeler import Labeler
 from issuelab.train import train_run
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def timed_runs(command: list[str], runs: int) -> list[float]:
