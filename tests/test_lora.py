@@ -106,6 +106,21 @@ def test_constrained_decoding_never_leaves_the_label_set(toy, tiny_base):
         assert ((scores >= 0) & (scores <= 1)).all() and scores[indices].min() > 0
 
 
+def test_fast_tokenizer_gives_the_same_ids_as_transformers(toy, tiny_base):
+    from transformers import AutoTokenizer
+
+    from issuelab.llm.encoding import PromptEncoder
+    from issuelab.llm.tokenizer import FastTokenizer
+
+    slow = PromptEncoder(AutoTokenizer.from_pretrained(tiny_base), toy.prompt.template, toy.label_pairs, 512)
+    fast = PromptEncoder(FastTokenizer(tiny_base), toy.prompt.template, toy.label_pairs, 512)
+    assert fast.prefix_ids == slow.prefix_ids and fast.suffix_ids == slow.suffix_ids and fast.end_id == slow.end_id
+    assert fast.first_pieces == slow.first_pieces and fast.next_pieces == slow.next_pieces
+    for issue in adversarial_issues(25) + make_issues(25, seed=6):
+        assert fast.issue_ids(issue) == slow.issue_ids(issue)
+        assert fast.decode_answer(fast.answer_ids(["bug", "ci/cd"])) == slow.decode_answer(slow.answer_ids(["bug", "ci/cd"]))
+
+
 def test_grammar_accepts_exactly_ordered_label_sets():
     """Pieces where one label is a prefix of another ("ci" / "ci/cd") and all later labels share ","."""
     from issuelab.llm.decoding import LabelGrammar
@@ -267,6 +282,15 @@ def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_p
     for answer in answers:
         tokens = [t.strip() for t in answer.split(",")]
         assert tokens and set(tokens) <= set(config.label_names) and len(tokens) == len(set(tokens))
+    from pathlib import Path
+
+    from issuelab.llm.tokenizer import FastTokenizer
+
+    hf, fast = labeler.engine.encoder.tokenizer, FastTokenizer(Path(info["path"]))  # training's vs answering's
+    for text in ["bug, ci/cd", "<end_of_turn>\n<start_of_turn>model\n", "Ünïcode 🐛 `code` {x}", "  spaces\r\n\ttab"]:
+        for split in (False, True):
+            assert fast(text, add_special_tokens=False, split_special_tokens=split) == dict(hf(text, add_special_tokens=False, split_special_tokens=split))
+    assert (fast.bos_token_id, fast.eos_token_id, fast.pad_token_id) == (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id)
     labeler.save(tmp_path / "run")
     assert (tmp_path / "run/model/adapter/adapter_model.safetensors").stat().st_size < 20_000_000
     assert Labeler.load(tmp_path / "run").engine.generate(test) == answers  # merged, float32

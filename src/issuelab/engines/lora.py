@@ -270,11 +270,9 @@ class LoraEngine:
 
     @classmethod
     def load(cls, directory: Path, device: str | None = None) -> LoraEngine:
-        _require_lora_extra()
-        from transformers import AutoTokenizer
-
         from ..llm.base_model import resolve_base_model
         from ..llm.encoding import PromptEncoder
+        from ..llm.tokenizer import FastTokenizer
 
         saved = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
         options = LoraOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items()})
@@ -283,7 +281,7 @@ class LoraEngine:
         engine = cls(options)
         engine.info = saved["info"]
         base = resolve_base_model(options.base_model, progress=True)
-        tokenizer = AutoTokenizer.from_pretrained(base.path)
+        tokenizer = FastTokenizer(base.path)  # no transformers import: the llama.cpp path stays light
         labels = [tuple(pair) for pair in saved["labels"]]
         engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
         if options.backend == "llamacpp":
@@ -296,6 +294,7 @@ class LoraEngine:
                 )
             engine.decoder = LlamaCppDecoder(base.gguf, directory / "adapter.gguf", engine.encoder, options.max_new_tokens)
             return engine
+        _require_lora_extra()
         engine.model = cls._merged_model(base.path, directory / "adapter", options, device)
         engine._make_decoder()
         return engine
