@@ -294,12 +294,13 @@ def test_real_gemma_270m_from_pypi_trains_and_answers_within_the_label_set(tmp_p
     assert (fast.bos_token_id, fast.eos_token_id, fast.pad_token_id) == (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id)
     labeler.save(tmp_path / "run")
     assert (tmp_path / "run/model/adapter/adapter_model.safetensors").stat().st_size < 20_000_000
+    monkeypatch.setenv("ISSUELAB_LORA_BACKEND", "torch")
     assert Labeler.load(tmp_path / "run").engine.generate(test) == answers  # merged, float32
 
     pytest.importorskip("llama_cpp", reason="the llamacpp extra is not installed")
-    monkeypatch.setenv("ISSUELAB_LORA_BACKEND", "llamacpp")
-    llama = Labeler.load(tmp_path / "run").engine
-    assert type(llama.decoder).__name__ == "LlamaCppDecoder"
+    monkeypatch.delenv("ISSUELAB_LORA_BACKEND")
+    llama = Labeler.load(tmp_path / "run").engine  # "auto" picks llama.cpp: installed, GGUF base
+    assert type(llama.decoder).__name__ == "LlamaCppDecoder" and llama.options.backend == "llamacpp"
     llama_answers = llama.generate(test)
     assert all(set(a.split(", ")) <= set(config.label_names) for a in llama_answers)
     # Q4_K_M with the adapter applied at run time vs the dequantized weights with the adapter merged:

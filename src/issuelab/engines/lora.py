@@ -53,15 +53,16 @@ class LoraOptions:
     max_new_tokens: int = 64
     # Answering: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32 elsewhere.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
-    # Answering backend: transformers (torch) or llama.cpp on the Q4_K_M base (extra `llamacpp`);
-    # the environment variable ISSUELAB_LORA_BACKEND overrides it when a run is loaded.
-    backend: str = "torch"  # torch | llamacpp
+    # Answering backend: llama.cpp on the Q4_K_M base (extra `llamacpp`) starts 4x faster in half the
+    # memory (docs/benchmarks.md); "auto" takes it when installed and the base is the PyPI GGUF, else
+    # torch. The environment variable ISSUELAB_LORA_BACKEND overrides it when a run is loaded.
+    backend: str = "auto"  # auto | torch | llamacpp
 
     def __post_init__(self) -> None:
         if self.prompt not in ("full", "compact"):
             raise ValueError(f'prompt must be "full" or "compact", got {self.prompt!r}')
-        if self.backend not in ("torch", "llamacpp"):
-            raise ValueError(f'backend must be "torch" or "llamacpp", got {self.backend!r}')
+        if self.backend not in ("auto", "torch", "llamacpp"):
+            raise ValueError(f'backend must be "auto", "torch" or "llamacpp", got {self.backend!r}')
         if self.inference_dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
         if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
@@ -284,10 +285,15 @@ class LoraEngine:
         tokenizer = FastTokenizer(base.path)  # no transformers import: the llama.cpp path stays light
         labels = [tuple(pair) for pair in saved["labels"]]
         engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
+        llamacpp_ready = base.gguf is not None and (directory / "adapter.gguf").exists()
+        if options.backend == "auto":
+            import importlib.util
+
+            options.backend = "llamacpp" if llamacpp_ready and importlib.util.find_spec("llama_cpp") else "torch"
         if options.backend == "llamacpp":
             from ..llm.llamacpp import LlamaCppDecoder
 
-            if base.gguf is None or not (directory / "adapter.gguf").exists():
+            if not llamacpp_ready:
                 raise IssuelabError(
                     f"{directory}: the llama.cpp backend needs the default base model (a GGUF) and model/adapter.gguf; "
                     "use backend = \"torch\" for other bases"
