@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import ipaddress
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,33 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+class NetworkUsed(RuntimeError):  # not an OSError: clients do not retry it, the test fails at once
+    pass
+
+
+def _loopback(host) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", None)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests talk to local servers only: resolving or connecting anywhere but loopback fails."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
+            raise NetworkUsed(f"tests may not reach the network ({address[0]})")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _loopback(host if not isinstance(host, bytes) else host.decode()):
+            raise NetworkUsed(f"tests may not reach the network ({host})")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

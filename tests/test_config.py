@@ -106,7 +106,7 @@ def test_engine_options_are_kept_and_typed():
 
 def test_init_writes_a_config_that_loads(cli, tmp_path):
     path = tmp_path / "issuelab.toml"
-    code, out, _ = cli("init", path, "--repo", "acme/widgets")
+    code, out, _ = cli("init", path, "--repo", "acme/widgets", "--no-fetch")
     assert code == 0 and "wrote" in out
     config = load_config(path)
     assert config.project.repo == "acme/widgets"

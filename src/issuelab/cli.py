@@ -7,6 +7,10 @@
     issuelab evaluate --pred NAME=FILE ...           the seed's metrics and table
     issuelab crossval --data FILE --folds 5          K-fold metrics for small data
     issuelab predict --model runs/x --title ...      label one issue or a JSONL batch
+    issuelab fetch --repo OWNER/NAME --out F.jsonl   a repository's issues (incremental)
+    issuelab action --model runs/x                   the GitHub Action's step: label the event's issue
+    issuelab backtest --model runs/x --data F.jsonl  what the bot would have done on recent issues
+    issuelab serve --model runs/x                    webhook service that labels new issues
 """
 
 from __future__ import annotations
@@ -49,14 +53,31 @@ def _write_json_if_asked(obj: Any, path: str | None) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from .config import STARTER_CONFIG
+    from .config import starter_config
     from .data import atomic_write
 
     path = Path(args.path)
     if path.exists() and not args.force:
         raise IssuelabError(f"{path}: already exists; pass --force to overwrite it")
-    atomic_write(path, lambda handle: handle.write(STARTER_CONFIG.format(repo=args.repo)))
-    print(f"wrote {path}: edit [labels], then run `issuelab import` or `issuelab split`")
+    labels, source = None, "a starter label set"
+    if args.repo and not args.no_fetch:  # the repository's own labels and descriptions
+        from .github import GitHubClient, check_repo, token_from_env
+
+        repo_labels = GitHubClient(args.api_url, token_from_env()).labels(check_repo(args.repo))
+        labels, skipped = {}, []
+        for label in repo_labels:
+            name = label.get("name", "")
+            if "," in name or "\n" in name or name != name.strip() or not name:
+                skipped.append(name)  # outputs are comma-separated: such a name cannot be a label
+                continue
+            labels[name] = (label.get("description") or "").strip()
+        if skipped:
+            print(f"skipped labels with a comma or surrounding spaces in the name: {skipped}", file=sys.stderr)
+        if not labels:
+            raise IssuelabError(f"{args.repo} has no usable labels; run with --no-fetch and edit [labels] by hand")
+        source = f"{len(labels)} labels of {args.repo}"
+    atomic_write(path, lambda handle: handle.write(starter_config(args.repo or "owner/name", labels)))
+    print(f"wrote {path} with {source}: review [labels] (descriptions guide the models), then `issuelab import` or `issuelab fetch`")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -70,11 +91,12 @@ def cmd_import(args: argparse.Namespace) -> None:
             config.label_names,
             mapping=_pairs(args.map, "--map"),
             label_sep=args.label_sep,
-            aliases=_pairs(args.alias, "--alias"),
+            aliases=config.aliases | _pairs(args.alias, "--alias"),
             drop_unknown=args.drop_unknown,
             repos=args.repo or (),
             fmt=args.format,
             first_id=next_id,
+            labeled_only=args.labeled_only,
         )
         issues += imported
         next_id += rows
@@ -222,6 +244,97 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{label}\t{prediction.scores[label]:.3f}")
 
 
+def cmd_fetch(args: argparse.Namespace) -> None:
+    from .fetch import fetch_issues
+    from .github import GitHubClient, token_from_env
+
+    token = token_from_env()
+    if not token:
+        print("no GITHUB_TOKEN or GH_TOKEN: unauthenticated requests are limited to 60 an hour", file=sys.stderr)
+    counts = fetch_issues(GitHubClient(args.api_url, token), args.repo, args.out, since=args.since, include_prs=args.include_prs)
+    print(
+        f"{args.out}: {counts['total']} issues ({counts['new']} new, {counts['updated']} updated"
+        f"{', ' + str(counts['skipped_prs']) + ' pull requests skipped' if counts['skipped_prs'] else ''})"
+    )
+
+
+def _policy(args: argparse.Namespace):
+    """The policy of --config when given, else the one recorded in the run; --dry-run on top."""
+    import dataclasses
+
+    from .labeler import Labeler
+
+    policy = _config(args).policy if args.config else None
+    if args.dry_run:
+        policy = dataclasses.replace(policy or Labeler.load_policy(args.model), dry_run=True)
+    return policy
+
+
+def cmd_action(args: argparse.Namespace) -> None:
+    import os
+
+    from .action import run_action
+    from .github import GitHubClient, token_from_env
+
+    event_path = args.event or os.environ.get("GITHUB_EVENT_PATH")
+    if not event_path:
+        raise IssuelabError("no event: run inside a GitHub Actions job (GITHUB_EVENT_PATH) or pass --event FILE")
+    event_name = args.event_name or os.environ.get("GITHUB_EVENT_NAME", "issues")
+    token = token_from_env()
+    if not token:
+        raise IssuelabError("no token: set GITHUB_TOKEN (in a workflow: env: GITHUB_TOKEN: ${{ github.token }})")
+    result = run_action(args.model, event_path, event_name, GitHubClient(args.api_url, token), _policy(args), tuple(args.on))
+    if isinstance(result, str):
+        print(f"nothing to do: {result}")
+        return
+    print(json.dumps(result.to_dict(), ensure_ascii=False))
+    if os.environ.get("GITHUB_OUTPUT"):
+        with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as handle:
+            handle.write(f"labels={json.dumps(result.labels, ensure_ascii=False)}\ndecision={result.action}\n")
+
+
+def cmd_backtest(args: argparse.Namespace) -> None:
+    import os
+
+    from .backtest import backtest, format_report, recent
+    from .data import read_issues
+    from .labeler import Labeler
+
+    labeler = Labeler.load(args.model)
+    issues = read_issues(args.data, labeler.label_names, aliases=labeler.manifest.get("aliases", {}), drop_unknown=True)
+    issues = recent([i for i in issues if i.labels], args.last)
+    if not issues:
+        raise IssuelabError(f"{args.data}: no issue carries a label of the run ({', '.join(labeler.label_names)})")
+    result = backtest(labeler, issues, _policy(args))
+    report = format_report(result, Path(args.model).name)
+    print(report)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as handle:
+            handle.write(report)
+    _write_json_if_asked(result, args.json)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import os
+
+    from .action import IssueLabeler
+    from .github import GitHubClient, token_from_env
+    from .labeler import Labeler
+    from .serve import WebhookApp, serve
+
+    secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
+    if not secret:
+        raise IssuelabError("set GITHUB_WEBHOOK_SECRET to the webhook's secret: deliveries are verified with it")
+    token = token_from_env()
+    if not token:
+        raise IssuelabError("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write)")
+    labeler = Labeler.load(args.model)
+    issue_labeler = IssueLabeler(labeler, GitHubClient(args.api_url, token), _policy(args))
+    app = WebhookApp(issue_labeler, secret, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
+    print(f"issuelab serve: {args.model} on http://{args.host}:{args.port}/webhook", file=sys.stderr)
+    serve(app, args.host, args.port)
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -239,9 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     def config_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default="issuelab.toml", help="project config (default: issuelab.toml)")
 
-    p = command("init", cmd_init, "Write a commented starter config.", "example: issuelab init --repo nebari-dev/nebari")
+    p = command("init", cmd_init, "Write a commented starter config; with --repo, the repository's labels.",
+                "example: issuelab init --repo nebari-dev/nebari")  # fmt: skip
     p.add_argument("path", nargs="?", default="issuelab.toml")
-    p.add_argument("--repo", default="owner/name", help="the GitHub repository, owner/name")
+    p.add_argument("--repo", help="OWNER/NAME: take [labels] (names and descriptions) from this repository")
+    p.add_argument("--no-fetch", action="store_true", help="with --repo: write the starter labels, ask GitHub nothing")
+    p.add_argument("--api-url", help="GitHub API URL (default $GITHUB_API_URL or https://api.github.com)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p = command(
@@ -258,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-sep", default=",", help="separator of several labels in one cell (default ',')")
     p.add_argument("--alias", action="append", metavar="NAME=LABEL", help="map a label spelling to a config label")
     p.add_argument("--drop-unknown", action="store_true", help="drop labels that are not in the config")
+    p.add_argument("--labeled-only", action="store_true",
+                   help="keep only issues left with a label (the repository's labels as training data)")  # fmt: skip
     p.add_argument("--repo", action="append", help="keep only rows whose repo column is this (repeatable)")
 
     p = command("split", cmd_split, "Split a dataset into train/eval/test (seeded, stratified).",
@@ -321,6 +439,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="dataset JSONL to label (labels optional)")
     p.add_argument("--out", help="predictions JSONL to write, with --input")
     p.add_argument("--json", action="store_true", help="print {labels, scores} as JSON")
+
+    p = command(
+        "fetch", cmd_fetch, "Fetch a repository's issues into dataset JSONL (incremental; token from GITHUB_TOKEN).",
+        "example: issuelab fetch --repo nebari-dev/nebari --out work/issues.jsonl\n"
+        "Run it again to update the file: only issues changed since are asked for.",
+    )  # fmt: skip
+    p.add_argument("--repo", required=True, help="OWNER/NAME")
+    p.add_argument("--out", required=True, help="dataset JSONL to create or update")
+    p.add_argument("--since", help="only issues updated at or after this ISO 8601 time (default: newest in --out)")
+    p.add_argument("--include-prs", action="store_true", help="keep pull requests too")
+    p.add_argument("--api-url", help="GitHub API URL (default $GITHUB_API_URL or https://api.github.com)")
+
+    def github_side(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", required=True, metavar="RUN_DIR")
+        p.add_argument("--config", help="take [policy] from this config instead of the run's")
+        p.add_argument("--dry-run", action="store_true", help="decide and report, add no label")
+        p.add_argument("--on", nargs="+", default=["opened"], choices=["opened", "edited", "reopened"],
+                       help="issue actions to label on (default: opened)")  # fmt: skip
+        p.add_argument("--api-url", help="GitHub API URL (default $GITHUB_API_URL or https://api.github.com)")
+
+    p = command("action", cmd_action, "The GitHub Action's step: label the issue of the event under the policy.",
+                "example (in a workflow): issuelab action --model model/  # reads GITHUB_EVENT_PATH, GITHUB_TOKEN")  # fmt: skip
+    github_side(p)
+    p.add_argument("--event", help="event payload JSON (default $GITHUB_EVENT_PATH)")
+    p.add_argument("--event-name", help="default $GITHUB_EVENT_NAME")
+
+    p = command("backtest", cmd_backtest, "What the bot would have added to recent labeled issues: matches, mismatches, no prediction.",
+                "example: issuelab fetch --repo acme/widgets --out issues.jsonl && issuelab backtest --model runs/x --data issues.jsonl --last 200")  # fmt: skip
+    p.add_argument("--model", required=True, metavar="RUN_DIR")
+    p.add_argument("--data", required=True, help="issues JSONL (e.g. from fetch); the repository's labels are the truth")
+    p.add_argument("--last", type=int, default=200, help="the most recent N labeled issues (0: all)")
+    p.add_argument("--config", help="take [policy] from this config instead of the run's")
+    p.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--json", metavar="OUT", help="write outcomes, metrics and per-issue rows here")
+
+    p = command("serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
+                "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000")  # fmt: skip
+    github_side(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=4, help="threads labeling in the background")
     return parser
 
 

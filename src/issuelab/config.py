@@ -7,7 +7,8 @@ Layout (see `issuelab init` for a commented starter):
     [prompt]   template (placeholders {labels} {example} {title} {body})
     [[teachers]] name, model, base_url, api_key_env
     [train]    engine, seed, multi_label; [train.<engine>] engine options
-    [policy]   max_labels, min_labels, default_label, dry_run
+    [policy]   max_labels, min_labels, default_label, dry_run, skip_labeled, skip_bots, skip_authors
+    [aliases]  "repository label" = "label": other spellings that mean a label (import, the GitHub side)
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ class PolicyConfig:
     max_labels: int = 3  # 0 means no limit
     min_labels: int = 1  # if nothing passes its threshold, take the top-scoring labels up to this many
     default_label: str = ""  # for the GitHub side: applied when nothing passes
-    dry_run: bool = False
+    dry_run: bool = False  # GitHub side: decide and report, add no label
+    skip_labeled: bool = True  # GitHub side: leave issues that already carry a managed label
+    skip_bots: bool = True  # GitHub side: leave issues opened by bots
+    skip_authors: list[str] = field(default_factory=list)  # GitHub side: logins to leave alone
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Config:
     teachers: list[TeacherConfig] = field(default_factory=list)
     train: TrainConfig = field(default_factory=TrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    aliases: dict[str, str] = field(default_factory=dict)  # a repository's label spelling -> a label
     path: Path | None = None
 
     @property
@@ -156,7 +161,7 @@ def dataclass_from_dict(cls: type, data: dict[str, Any], where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
-_SECTIONS = ("project", "labels", "prompt", "teachers", "train", "policy")
+_SECTIONS = ("project", "labels", "prompt", "teachers", "train", "policy", "aliases")
 
 
 def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
@@ -226,9 +231,23 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
         raise ConfigError(f"{source}: [policy] max_labels and min_labels must be >= 0")
     if policy.default_label and policy.default_label not in seen.values():
         raise ConfigError(f"{source}: [policy] default_label '{policy.default_label}' is not in [labels]")
+    if not all(isinstance(login, str) for login in policy.skip_authors):
+        raise ConfigError(f"{source}: [policy] skip_authors must be a list of GitHub logins")
+
+    raw_aliases = data.get("aliases", {})
+    if not isinstance(raw_aliases, dict):
+        raise ConfigError(f'{source}: [aliases] must be a table of "repository label" = "label"')
+    aliases = {}
+    for alias, target in raw_aliases.items():
+        if not isinstance(target, str) or target.lower() not in seen:
+            raise ConfigError(
+                f"{source}: [aliases] '{alias}' = {target!r}: the target must be a label of [labels] "
+                f"({', '.join(seen.values())})"
+            )
+        aliases[alias] = seen[target.lower()]
 
     project = dataclass_from_dict(ProjectConfig, data.get("project", {}), f"{source}: [project]")
-    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, train=train, policy=policy)
+    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, train=train, policy=policy, aliases=aliases)
 
 
 def load_config(path: str | Path) -> Config:
@@ -258,6 +277,26 @@ def _explain_toml_error(error: tomllib.TOMLDecodeError, text: str) -> str:
     return f"invalid TOML: {message}"
 
 
+STARTER_LABELS = {
+    "bug": "A reported error or unexpected behavior in the software.",
+    "enhancement": "A request for a new feature or an improvement to an existing one.",
+    "documentation": "Issues related to improving or expanding the documentation.",
+    "question": "A user question that requires clarification or guidance.",
+}
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = None) -> str:
+    lines = "\n".join(f"{toml_string(name)} = {toml_string(desc)}" for name, desc in (labels or STARTER_LABELS).items())
+    return STARTER_CONFIG.format(repo=repo, labels=lines)
+
+
 STARTER_CONFIG = '''\
 # issuelab project config. Docs: README.md. Every stage reads this file; unknown keys are errors.
 
@@ -267,10 +306,7 @@ repo = "{repo}"                # owner/name on GitHub
 # The label set, in the order the prompt lists it: name = "description".
 # Quote names with special characters: "ci/cd" = "...". Descriptions guide LLM teachers and models.
 [labels]
-bug = "A reported error or unexpected behavior in the software."
-enhancement = "A request for a new feature or an improvement to an existing one."
-documentation = "Issues related to improving or expanding the documentation."
-question = "A user question that requires clarification or guidance."
+{labels}
 
 # [prompt]
 # template = """..."""          # default: the seed's prompt; placeholders {{labels}} {{example}} {{title}} {{body}}
@@ -292,7 +328,14 @@ multi_label = "auto"           # auto: single-label (argmax) when every training
 
 [policy]
 max_labels = 3                 # at most this many labels per issue (0: no limit)
-min_labels = 1                 # if no label passes its threshold, take the top one(s)
-default_label = ""             # GitHub side: applied when nothing passes
-dry_run = false
+min_labels = 1                 # if no label passes its threshold, take the top one(s); 0: only confident labels
+default_label = ""             # GitHub side: applied when nothing passes (with min_labels = 0)
+dry_run = false                # GitHub side: decide and report, add nothing
+skip_labeled = true            # GitHub side: leave issues that already carry one of [labels]
+skip_bots = true               # GitHub side: leave issues opened by bots
+skip_authors = []              # GitHub side: logins to leave alone
+
+# Other spellings of a label, e.g. a repository's own labels used as training data.
+# [aliases]
+# "type: bug 🐛" = "bug"
 '''

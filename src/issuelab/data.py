@@ -278,6 +278,7 @@ def import_issues(
     repos: Sequence[str] = (),
     fmt: str | None = None,
     first_id: int = 1,
+    labeled_only: bool = False,
 ) -> tuple[list[Issue], int]:
     """Reads a CSV or JSONL table; returns the issues and the number of data rows read.
 
@@ -314,9 +315,12 @@ def import_issues(
             raise DataError(f"{where}: field '{cols['id']}' (id) is empty")
         raw_labels = _split_label_value(row.get(cols["labels"]), label_sep, f"{where}: field '{cols['labels']}'")
         labels = label_set.canonical(raw_labels, f"{where}: field '{cols['labels']}'")
+        if labeled_only and not labels:
+            continue
         extra = {k: row[k] for k in OPTIONAL_FIELDS if k in row and row[k] not in (None, "")}
         issues.append(Issue(issue_id, title, body, labels, extra))
     if not issues:
         hint = f" for --repo {', '.join(repos)}" if repos else ""
+        hint += " (none has a label of the config; see --alias)" if labeled_only else ""
         raise DataError(f"{path}: no issues imported{hint}")
     return issues, index - first_id + 1

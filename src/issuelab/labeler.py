@@ -129,6 +129,14 @@ class Labeler:
         manifest = dict(self.manifest, multi_label=self.multi_label, policy=asdict(self.policy))
         _write(directory / "manifest.json", manifest)
 
+    @staticmethod
+    def load_policy(directory: str | Path) -> PolicyConfig:
+        """The policy recorded in a run, without loading its model."""
+        manifest = Path(directory) / "manifest.json"
+        if not manifest.exists():
+            raise IssuelabError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
+        return PolicyConfig(**json.loads(manifest.read_text(encoding="utf-8"))["policy"])
+
     @classmethod
     def load(cls, directory: str | Path) -> Labeler:
         directory = Path(directory)

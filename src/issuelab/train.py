@@ -85,6 +85,7 @@ def fit_labeler(
             "engine_options": asdict(model.options),
             "engine_info": getattr(model, "info", {}),
             "seed": seed,
+            "aliases": config.aliases,  # the GitHub side treats these spellings as the labels
         },
     )
     metrics = None

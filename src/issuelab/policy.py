@@ -1,0 +1,119 @@
+"""The label policy: what the GitHub side may do with a prediction. One function decides; the Action
+and the webhook service both call it.
+
+Rules, in order:
+1. skip issues opened by bots (`skip_bots`) and by listed logins (`skip_authors`);
+2. skip issues that already carry a managed label (one of the run's labels or an alias of one:
+   a person or an earlier run labeled it) when `skip_labeled`;
+3. labels a person removed from the issue are never proposed again;
+4. the run's own choice (per-label thresholds, `max_labels`, `min_labels`) among the rest;
+5. nothing left: `default_label`, if set (and not removed by a person).
+Labels are only ever added, never removed. `dry_run` decides and reports without adding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import PolicyConfig
+from .labeler import choose_labels
+
+
+@dataclass
+class IssueState:
+    """What the policy needs to know about an issue on GitHub."""
+
+    labels: list[str]
+    author: str = ""
+    author_is_bot: bool = False
+    removed_by_person: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_github(cls, issue: dict[str, Any], events: Iterable[dict[str, Any]] = ()) -> IssueState:
+        user = issue.get("user") or {}
+        login = user.get("login", "")
+        removed = set()
+        for event in events:
+            actor = event.get("actor") or {}
+            if event.get("event") == "unlabeled" and not _is_bot(actor) and (event.get("label") or {}).get("name"):
+                removed.add(event["label"]["name"])
+        labels = [label["name"] if isinstance(label, dict) else str(label) for label in issue.get("labels") or []]
+        return cls(labels=labels, author=login, author_is_bot=_is_bot(user), removed_by_person=removed)
+
+
+def _is_bot(user: dict[str, Any]) -> bool:
+    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
+
+
+@dataclass
+class Decision:
+    action: str  # "label" | "skip" | "none" (nothing to add)
+    labels: list[str]  # to add (or that would be added, in a dry run)
+    reason: str
+    top_scores: list[tuple[str, float]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "labels": self.labels,
+            "reason": self.reason,
+            "dry_run": self.dry_run,
+            "top_scores": [{"label": name, "score": round(score, 4)} for name, score in self.top_scores],
+        }
+
+
+def _managed(label_names: Sequence[str], aliases: dict[str, str] | None) -> dict[str, str]:
+    managed = {name.lower(): name for name in label_names}
+    managed.update({alias.lower(): target for alias, target in (aliases or {}).items()})
+    return managed
+
+
+def skip_reason(state: IssueState, label_names: Sequence[str], policy: PolicyConfig, aliases: dict[str, str] | None = None) -> str | None:
+    """Rules 1 and 2, which need no prediction: why the issue is left alone, or None."""
+    if policy.skip_bots and state.author_is_bot:
+        return f"opened by a bot ({state.author})"
+    if state.author.lower() in {login.lower() for login in policy.skip_authors}:
+        return f"author {state.author} is in policy.skip_authors"
+    managed = _managed(label_names, aliases)
+    carried = [label for label in state.labels if label.lower() in managed]
+    if policy.skip_labeled and carried:
+        return f"already labeled ({', '.join(carried)})"
+    return None
+
+
+def decide(
+    state: IssueState,
+    scores: dict[str, float],
+    label_names: Sequence[str],
+    thresholds: dict[str, float],
+    multi_label: bool,
+    policy: PolicyConfig,
+    aliases: dict[str, str] | None = None,
+    top: int = 5,
+) -> Decision:
+    """Which labels to add to one issue, and why."""
+    top_scores = sorted(((name, float(scores.get(name, 0.0))) for name in label_names), key=lambda x: -x[1])[:top]
+    reason = skip_reason(state, label_names, policy, aliases)
+    if reason:
+        return Decision("skip", [], reason, top_scores, policy.dry_run)
+    managed = _managed(label_names, aliases)
+    removed = {label.lower() for label in state.removed_by_person}
+    removed |= {managed[label].lower() for label in removed if label in managed}  # an alias removed: its label too
+    score_row = np.array([scores.get(name, 0.0) if name.lower() not in removed else -np.inf for name in label_names])
+    threshold_row = np.array([thresholds.get(name, 0.5) for name in label_names])
+    chosen = [name for name in choose_labels(score_row, label_names, threshold_row, multi_label, policy) if name.lower() not in removed]
+    present = {label.lower() for label in state.labels}
+    chosen = [name for name in chosen if name.lower() not in present]
+    note = f"; not re-adding {', '.join(sorted(state.removed_by_person))} (removed by a person)" if removed else ""
+    if chosen:
+        passed = "above threshold" if all(scores.get(n, 0) >= thresholds.get(n, 0.5) for n in chosen) else "top score"
+        return Decision("label", chosen, f"{passed}{note}", top_scores, policy.dry_run)
+    default = policy.default_label
+    if default and default.lower() not in removed and default.lower() not in present:
+        return Decision("label", [default], f"no label passed its threshold: default_label{note}", top_scores, policy.dry_run)
+    return Decision("none", [], f"no label passed its threshold{note}", top_scores, policy.dry_run)

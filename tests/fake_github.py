@@ -1,0 +1,220 @@
+"""A local server that speaks the parts of GitHub's REST API issuelab uses, over real HTTP on 127.0.0.1.
+
+Endpoints: list issues (state, since, sort=updated, direction, per_page, page; `Link` pagination;
+pull requests included as GitHub does), one issue, an issue's events, add labels, list labels.
+It records every request and every label POST, checks the bearer token when one is set, and can
+inject faults: status codes with headers (rate limits, 5xx) and dropped connections.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Fault:
+    status: int = 502  # 0: drop the connection without an answer
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int = 1
+    method: str = ""  # "" matches any
+    path_contains: str = ""
+    every: int = 0  # > 0: fail every n-th matching request instead of the next `times`
+    seen: int = 0
+
+
+def make_issue(number: int, title: str = "", body: str | None = "", labels=(), user: str = "alice", user_type: str = "User",
+               updated_at: str = "2026-01-01T00:00:00Z", pull_request: bool = False, state: str = "open") -> dict[str, Any]:  # fmt: skip
+    issue = {
+        "number": number,
+        "title": title or f"issue {number}",
+        "body": body,
+        "labels": [{"name": name, "color": "ededed"} for name in labels],
+        "user": {"login": user, "type": user_type},
+        "state": state,
+        "html_url": f"https://github.com/acme/widgets/issues/{number}",
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": updated_at,
+    }
+    if pull_request:
+        issue["pull_request"] = {"url": f"https://api.github.com/repos/acme/widgets/pulls/{number}"}
+    return issue
+
+
+class FakeGitHub:
+    def __init__(self, token: str | None = None, auto_issue=None):
+        self.token = token
+        self.auto_issue = auto_issue  # number -> issue dict, for issues not added (load tests)
+        self.issues: dict[str, dict[int, dict[str, Any]]] = {}
+        self.events: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self.labels: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.label_posts: list[tuple[str, int, list[str]]] = []
+        self.faults: list[Fault] = []
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    def add_issue(self, repo: str, issue: dict[str, Any]) -> None:
+        self.issues.setdefault(repo, {})[issue["number"]] = issue
+
+    def add_event(self, repo: str, number: int, event: str, label: str, actor: str = "maintainer", actor_type: str = "User") -> None:
+        self.events.setdefault((repo, number), []).append(
+            {"event": event, "label": {"name": label}, "actor": {"login": actor, "type": actor_type}}
+        )
+
+    def fail(self, **kwargs) -> Fault:
+        fault = Fault(**kwargs)
+        self.faults.append(fault)
+        return fault
+
+    def issue_labels(self, repo: str, number: int) -> list[str]:
+        return [label["name"] for label in self.issues[repo][number]["labels"]]
+
+    def posts_for(self, repo: str, number: int) -> list[list[str]]:
+        return [labels for r, n, labels in self.label_posts if (r, n) == (repo, number)]
+
+    # -- server --------------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeGitHub:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._handle(self, "POST")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    # -- handling ------------------------------------------------------------------------------
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if (fault.method and fault.method != method) or fault.path_contains not in path:
+                    continue
+                fault.seen += 1
+                if fault.every:
+                    return fault if fault.seen % fault.every == 0 else None
+                if fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urllib.parse.urlsplit(handler.path)
+        path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests.append((method, handler.path))
+        fault = self._fault_for(method, path)
+        if fault is not None:
+            if fault.status == 0:
+                handler.close_connection = True
+                handler.connection.close()
+                return
+            self._send(handler, fault.status, {"message": "injected fault"}, fault.headers)
+            return
+        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+            self._send(handler, 401, {"message": "Bad credentials"})
+            return
+        segments = path.strip("/").split("/")
+        if len(segments) < 3 or segments[0] != "repos":
+            self._send(handler, 404, {"message": "Not Found"})
+            return
+        repo, rest = f"{segments[1]}/{segments[2]}", segments[3:]
+        if repo not in self.issues and repo not in self.labels and self.auto_issue is None:
+            self._send(handler, 404, {"message": "Not Found"})
+            return
+        if method == "GET" and rest == ["issues"]:
+            self._list(handler, self._issue_list(repo, query), query)
+        elif method == "GET" and rest == ["labels"]:
+            self._list(handler, self.labels.get(repo, []), query)
+        elif len(rest) >= 2 and rest[0] == "issues" and rest[1].isdigit():
+            number = int(rest[1])
+            issue = self._get_issue(repo, number)
+            if issue is None:
+                self._send(handler, 404, {"message": "Not Found"})
+            elif method == "GET" and len(rest) == 2:
+                self._send(handler, 200, issue)
+            elif method == "GET" and rest[2:] == ["events"]:
+                self._list(handler, self.events.get((repo, number), []), query)
+            elif method == "POST" and rest[2:] == ["labels"]:
+                names = json.loads(body or b"{}").get("labels", [])
+                with self.lock:
+                    self.label_posts.append((repo, number, list(names)))
+                    present = {label["name"] for label in issue["labels"]}
+                    issue["labels"] += [{"name": n, "color": "ededed"} for n in names if n not in present]
+                    labels = list(issue["labels"])
+                self._send(handler, 200, labels)
+            else:
+                self._send(handler, 404, {"message": "Not Found"})
+        else:
+            self._send(handler, 404, {"message": "Not Found"})
+
+    def _get_issue(self, repo: str, number: int) -> dict[str, Any] | None:
+        with self.lock:
+            issue = self.issues.get(repo, {}).get(number)
+            if issue is None and self.auto_issue is not None:
+                issue = self.auto_issue(number)
+                self.issues.setdefault(repo, {})[number] = issue
+            return issue
+
+    def _issue_list(self, repo: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        issues = list(self.issues.get(repo, {}).values())
+        if query.get("state", "open") != "all":
+            issues = [i for i in issues if i["state"] == query.get("state", "open")]
+        if query.get("since"):
+            issues = [i for i in issues if i["updated_at"] >= query["since"]]
+        if query.get("sort") == "updated":
+            issues.sort(key=lambda i: (i["updated_at"], i["number"]), reverse=query.get("direction", "desc") == "desc")
+        else:
+            issues.sort(key=lambda i: i["number"], reverse=True)
+        return issues
+
+    def _list(self, handler: BaseHTTPRequestHandler, items: list[Any], query: dict[str, str]) -> None:
+        per_page = min(int(query.get("per_page", 30)), 100)
+        page = int(query.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            base = f"{self.url}{urllib.parse.urlsplit(handler.path).path}"
+            last = (len(items) + per_page - 1) // per_page
+            links = [(dict(query, page=str(page + 1)), "next"), (dict(query, page=str(last)), "last")]
+            headers["Link"] = ", ".join(f'<{base}?{urllib.parse.urlencode(q)}>; rel="{rel}"' for q, rel in links)
+        self._send(handler, 200, chunk, headers)
+
+    @staticmethod
+    def _send(handler: BaseHTTPRequestHandler, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(obj).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
