@@ -479,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     github_side(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=4, help="threads labeling in the background")
+    p.add_argument("--workers", type=int, default=8, help="threads labeling in the background (they mostly wait on GitHub)")
     return parser
 
 

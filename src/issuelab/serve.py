@@ -77,7 +77,7 @@ class DeliveryLog:
 
 class WebhookApp:
     def __init__(self, issue_labeler: IssueLabeler, secret: str, *, actions: tuple[str, ...] = ("opened",),
-                 max_body: int = MAX_BODY_BYTES, workers: int = 4, model_name: str = ""):  # fmt: skip
+                 max_body: int = MAX_BODY_BYTES, workers: int = 8, model_name: str = ""):  # fmt: skip
         if not secret:
             raise ValueError("a webhook secret is required (GITHUB_WEBHOOK_SECRET)")
         self.issue_labeler = issue_labeler
