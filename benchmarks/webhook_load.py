@@ -175,7 +175,7 @@ def main() -> int:
             service.wait(10)
 
         posts: dict[int, int] = {}
-        for repo, number, labels in fake.label_posts:
+        for _repo, number, _labels in fake.label_posts:
             posts[number] = posts.get(number, 0) + 1
         final_duplicates = sum(
             len(labels) != len(set(labels)) for labels in (fake.issue_labels(REPO, n) for n in range(1, args.deliveries + 1))

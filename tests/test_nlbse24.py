@@ -44,3 +44,18 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path):
     crossval = json.loads((tmp_path / "demo/crossval-metrics.json").read_text())["models"][0]
     assert crossval["examples"] == 600
     assert result.stdout.strip().splitlines()[-1].split("\t")[0] in {"bug", "feature", "question"}
+
+
+def test_webhook_service_under_load_loses_and_doubles_nothing(tmp_path):
+    """`issuelab serve` in its own process, deliveries from this one, GitHub failing every 10th call."""
+    out = tmp_path / "load.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/webhook_load.py"), "--data", str(DATA), "--deliveries", "300",
+         "--redeliveries", "30", "--concurrency", "20", "--fail-every", "10", "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["issues_with_one_post"] == 300 and report["issues_lost"] == 0 and report["issues_with_several_posts"] == 0
+    assert report["service_counts"]["duplicates"] == 30 and report["statuses"] == {"200": 30, "202": 300}
+    assert report["github_calls"] > 900 and not report["token_in_log"]  # retries happened; nothing leaked

@@ -157,3 +157,18 @@ def test_serve_refuses_to_start_without_a_secret(cli, run_dir, monkeypatch):  # 
     monkeypatch.delenv("GITHUB_WEBHOOK_SECRET", raising=False)
     code, _, err = cli("serve", "--model", run_dir)
     assert code == 2 and "GITHUB_WEBHOOK_SECRET" in err
+
+
+def test_logs_are_json_lines_without_secrets(service, caplog):
+    import logging
+
+    from issuelab.serve import JsonFormatter
+
+    with caplog.at_level(logging.INFO, logger="issuelab.serve"):
+        assert service.post(payload(1), delivery="logged")[0] == 202
+        service.wait_idle()
+    lines = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
+    labeled = [line for line in lines if line["event"] == "labeled"]
+    assert labeled and labeled[0]["issue"] == 1 and labeled[0]["delivery"] == "logged" and "bug" in labeled[0]["labels"]
+    assert any(line["event"] == "request" and line["status"] == 202 for line in lines)
+    assert not any(SECRET in text or TOKEN in text for text in map(json.dumps, lines))
