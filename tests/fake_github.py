@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .local_server import send_json, start_server
+
 
 @dataclass
 class Fault:
@@ -82,23 +84,7 @@ class FakeGitHub:
     # -- server --------------------------------------------------------------------------------
 
     def __enter__(self) -> FakeGitHub:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start_server(self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -137,18 +123,18 @@ class FakeGitHub:
                 handler.close_connection = True
                 handler.connection.close()
                 return
-            self._send(handler, fault.status, {"message": "injected fault"}, fault.headers)
+            send_json(handler, fault.status, {"message": "injected fault"}, fault.headers)
             return
         if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
-            self._send(handler, 401, {"message": "Bad credentials"})
+            send_json(handler, 401, {"message": "Bad credentials"})
             return
         segments = path.strip("/").split("/")
         if len(segments) < 3 or segments[0] != "repos":
-            self._send(handler, 404, {"message": "Not Found"})
+            send_json(handler, 404, {"message": "Not Found"})
             return
         repo, rest = f"{segments[1]}/{segments[2]}", segments[3:]
         if repo not in self.issues and repo not in self.labels and self.auto_issue is None:
-            self._send(handler, 404, {"message": "Not Found"})
+            send_json(handler, 404, {"message": "Not Found"})
             return
         if method == "GET" and rest == ["issues"]:
             self._list(handler, self._issue_list(repo, query), query)
@@ -158,9 +144,9 @@ class FakeGitHub:
             number = int(rest[1])
             issue = self._get_issue(repo, number)
             if issue is None:
-                self._send(handler, 404, {"message": "Not Found"})
+                send_json(handler, 404, {"message": "Not Found"})
             elif method == "GET" and len(rest) == 2:
-                self._send(handler, 200, issue)
+                send_json(handler, 200, issue)
             elif method == "GET" and rest[2:] == ["events"]:
                 self._list(handler, self.events.get((repo, number), []), query)
             elif method == "POST" and rest[2:] == ["labels"]:
@@ -170,11 +156,11 @@ class FakeGitHub:
                     present = {label["name"] for label in issue["labels"]}
                     issue["labels"] += [{"name": n, "color": "ededed"} for n in names if n not in present]
                     labels = list(issue["labels"])
-                self._send(handler, 200, labels)
+                send_json(handler, 200, labels)
             else:
-                self._send(handler, 404, {"message": "Not Found"})
+                send_json(handler, 404, {"message": "Not Found"})
         else:
-            self._send(handler, 404, {"message": "Not Found"})
+            send_json(handler, 404, {"message": "Not Found"})
 
     def _get_issue(self, repo: str, number: int) -> dict[str, Any] | None:
         with self.lock:
@@ -206,15 +192,4 @@ class FakeGitHub:
             last = (len(items) + per_page - 1) // per_page
             links = [(dict(query, page=str(page + 1)), "next"), (dict(query, page=str(last)), "last")]
             headers["Link"] = ", ".join(f'<{base}?{urllib.parse.urlencode(q)}>; rel="{rel}"' for q, rel in links)
-        self._send(handler, 200, chunk, headers)
-
-    @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(obj).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            handler.send_header(key, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        send_json(handler, 200, chunk, headers)

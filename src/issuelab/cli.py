@@ -8,6 +8,9 @@
     issuelab crossval --data FILE --folds 5          K-fold metrics for small data
     issuelab predict --model runs/x --title ...      label one issue or a JSONL batch
     issuelab fetch --repo OWNER/NAME --out F.jsonl   a repository's issues (incremental)
+    issuelab annotate --in F.jsonl --out L.jsonl     label issues with teacher LLMs (cached, budgeted)
+    issuelab review export|import                    low-agreement issues to people and back
+    issuelab loop --in F.jsonl --eval E.jsonl ...    active learning: label -> train -> pick
     issuelab action --model runs/x                   the GitHub Action's step: label the event's issue
     issuelab backtest --model runs/x --data F.jsonl  what the bot would have done on recent issues
     issuelab serve --model runs/x                    webhook service that labels new issues
@@ -335,6 +338,155 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(app, args.host, args.port)
 
 
+def _teachers(args: argparse.Namespace, config):
+    """Teachers named by --teacher (default: all of the config's), or the ad-hoc one of --base-url."""
+    from .annotate import Teacher, TeacherPrompt
+    from .config import TeacherConfig
+
+    model = args.teacher_model or (args.model if not getattr(args, "active", None) else None)
+    if args.base_url or model:
+        if not (args.base_url and model):
+            raise IssuelabError("an ad-hoc teacher needs both --base-url URL and --teacher-model MODEL (or --model)")
+        chosen = [TeacherConfig(name=model, model=model, base_url=args.base_url)]
+    elif args.teacher:
+        known = {t.name: t for t in config.teachers}
+        missing = [name for name in args.teacher if name not in known]
+        if missing:
+            raise IssuelabError(f"--teacher {', '.join(missing)}: not in [[teachers]] of the config ({', '.join(known) or 'none'})")
+        chosen = [known[name] for name in args.teacher]
+    else:
+        chosen = config.teachers
+    if not chosen:
+        raise IssuelabError("no teacher: add [[teachers]] to the config, or pass --base-url URL --teacher-model MODEL")
+    return [Teacher(t, TeacherPrompt(config, t.structured), max_retries=args.max_retries) for t in chosen]
+
+
+def _cache(args: argparse.Namespace):
+    from .annotation_cache import AnnotationCache
+    from .llm.base_model import cache_dir
+
+    return AnnotationCache(args.cache or cache_dir() / "annotations.sqlite")
+
+
+def _annotate_and_write(args, config, issues, teachers, cache, previous=()):
+    """Annotates, merges with `previous` labeled issues (by id), writes --out and the invalid file."""
+    from .annotate import annotate, labeled_records
+    from .data import write_jsonl
+
+    result = annotate(issues, teachers, cache, concurrency=args.concurrency, max_cost=args.max_cost)
+    labeled, invalid, _ = labeled_records(issues, result, config.label_names, config.annotate.min_votes)
+    new_ids = {issue.id for issue in labeled}
+    merged = [issue for issue in previous if issue.id not in new_ids] + labeled
+    write_jsonl(args.out, merged)
+    invalid_out = args.invalid_out or str(Path(args.out).with_suffix("")) + ".invalid.jsonl"
+    if invalid:
+        write_jsonl(invalid_out, invalid)
+    left = len(issues) - len(labeled) - len(invalid)
+    print(
+        f"{args.out}: {len(merged)} labeled issues ({len(labeled)} from this run); {len(invalid)} invalid"
+        f"{' -> ' + invalid_out if invalid else ''}; requests: {result.asked} asked, {result.cached} cached, "
+        f"{result.invalid} invalid answers, {result.failed} failed; tokens {result.prompt_tokens} in / "
+        f"{result.completion_tokens} out; cost ${result.cost:.4f}"
+    )
+    if result.budget_stopped:
+        print(f"--max-cost reached: {result.not_asked} requests not sent; {left} issues left for a later run", file=sys.stderr)
+    if result.failed:
+        raise IssuelabError(f"{result.failed} requests failed (first: {result.errors[0]}); what was answered is cached "
+                            "and written: run the same command again to resume")  # fmt: skip
+    return result, labeled
+
+
+def cmd_annotate(args: argparse.Namespace) -> None:
+    from .annotate import dry_run
+    from .data import read_issues
+
+    config = _config(args)
+    issues = read_issues(args.input, require_labels=False)
+    teachers = _teachers(args, config)
+    cache = _cache(args)
+    previous = []
+    if args.active:
+        from .active import select
+        from .labeler import Labeler
+
+        if not args.model:
+            raise IssuelabError("--active N needs --model RUN_DIR: the run whose uncertainty picks the issues")
+        if Path(args.out).exists():
+            previous = read_issues(args.out, config.label_names)
+        done = {issue.id for issue in previous}
+        pool = [issue for issue in issues if issue.id not in done]
+        labeler = Labeler.load(args.model)
+        issues = [pool[i] for i in select(labeler, pool, args.active, args.strategy)]
+        print(f"--active: {len(issues)} of {len(pool)} unlabeled issues picked by {args.strategy}", file=sys.stderr)
+    if args.dry_run:
+        rows = dry_run(issues, teachers, cache)
+        print(f"{'TEACHER':<20} {'REQUESTS':>9} {'CACHED':>7} {'PROMPT TOK':>11} {'ANSWER TOK':>11} {'COST':>10}")
+        for r in rows:
+            print(f"{r['teacher']:<20} {r['requests']:>9} {r['cached']:>7} {r['prompt_tokens']:>11} {r['completion_tokens']:>11} ${r['cost']:>9.4f}")
+        total = sum(r["cost"] for r in rows)
+        print(f"estimated total ${total:.4f} (tokens estimated at {4} characters each; answers at their typical length)")
+        _write_json_if_asked({"dry_run": rows, "estimated_cost": total}, args.json)
+        return
+    result, labeled = _annotate_and_write(args, config, issues, teachers, cache, previous)
+    if len(teachers) > 1:
+        from .consensus import agreement_report
+
+        report = agreement_report([issue.extra["teachers"] for issue in labeled], config.label_names)
+        pairs = ", ".join(f"{k} {v}" for k, v in report["pairwise_jaccard"].items())
+        low = sum(issue.extra.get("agreement", 1) < config.annotate.review_below for issue in labeled)
+        print(f"agreement (pairwise Jaccard): {pairs}; {low} issues under {config.annotate.review_below} "
+              "(`issuelab review export` sends them to people)")  # fmt: skip
+        _write_json_if_asked(report, args.json)
+
+
+def cmd_review(args: argparse.Namespace) -> None:
+    from .consensus import apply_review, export_review, read_review
+    from .data import LabelSet, iter_jsonl, read_issues, write_jsonl
+
+    config = _config(args)
+    if args.action == "export":
+        records = [obj for _, obj in iter_jsonl(args.input)]
+        below = config.annotate.review_below if args.below is None else args.below
+        n = export_review(records, args.out, below)
+        print(f"{args.out}: {n} issues with teacher agreement under {below}; edit the labels column, then `issuelab review import`")
+        return
+    if not args.review:
+        raise IssuelabError("review import needs --review FILE (the edited export)")
+    issues = read_issues(args.input, config.label_names)
+    decisions = read_review(args.review, LabelSet(config.label_names, config.aliases))
+    merged, applied = apply_review(issues, decisions, args.review)
+    write_jsonl(args.out, merged)
+    print(f"{args.out}: {applied} issues take the reviewers' labels (source: human)")
+
+
+def cmd_loop(args: argparse.Namespace) -> None:
+    from .active import active_loop
+    from .annotate import annotate, labeled_records
+    from .data import read_issues, write_jsonl
+
+    config = _config(args)
+    pool = read_issues(args.input, require_labels=False)
+    eval_issues = read_issues(args.eval, config.label_names)
+    teachers = _teachers(args, config)
+    cache = _cache(args)
+    spent = {"cost": 0.0}
+
+    def label(issues):
+        budget = None if args.max_cost is None else args.max_cost - spent["cost"]
+        result = annotate(issues, teachers, cache, concurrency=args.concurrency, max_cost=budget)
+        spent["cost"] += result.cost
+        return labeled_records(issues, result, config.label_names, config.annotate.min_votes)[0]
+
+    def on_round(row, labeler, labeled):
+        write_jsonl(args.out, labeled)
+        print(f"round {row['round']}: {row['labeled']} labeled, eval micro F1 {row['micro_f1']:.4f} "
+              f"(macro {row['macro_f1']:.4f}), cost so far ${spent['cost']:.4f}")  # fmt: skip
+
+    curve = active_loop(config, pool, eval_issues, label, seed_size=args.seed_size, step=args.step, rounds=args.rounds,
+                        strategy=args.strategy, target_f1=args.target_f1, on_round=on_round)  # fmt: skip
+    _write_json_if_asked({"curve": curve, "cost": spent["cost"]}, args.json)
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 
@@ -458,6 +610,58 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--on", nargs="+", default=["opened"], choices=["opened", "edited", "reopened"],
                        help="issue actions to label on (default: opened)")  # fmt: skip
         p.add_argument("--api-url", help="GitHub API URL (default $GITHUB_API_URL or https://api.github.com)")
+
+    def teacher_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--teacher", action="append", metavar="NAME", help="a [[teachers]] name (repeatable; default: all)")
+        p.add_argument("--base-url", help="an ad-hoc OpenAI-compatible teacher: its base URL (key from OPENAI_API_KEY)")
+        p.add_argument("--teacher-model", help="the ad-hoc teacher's model")
+        p.add_argument("--cache", help="SQLite answer cache (default $ISSUELAB_CACHE/annotations.sqlite)")
+        p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+        p.add_argument("--max-cost", type=float, metavar="USD", help="stop sending before the cost would pass this")
+        p.add_argument("--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default 6)")
+
+    p = command(
+        "annotate", cmd_annotate, "Label issues with teacher LLMs (OpenAI-compatible), cached and resumable.",
+        "examples:\n  issuelab annotate --in work/issues.jsonl --out work/labeled.jsonl --dry-run\n"
+        "  issuelab annotate --in work/issues.jsonl --out work/labeled.jsonl --max-cost 5\n"
+        "  issuelab annotate --in pool.jsonl --out labeled.jsonl --base-url http://localhost:11434/v1 --model qwen3\n"
+        "  issuelab annotate --in pool.jsonl --out labeled.jsonl --active 50 --model runs/tfidf",
+    )  # fmt: skip
+    config_flag(p)
+    p.add_argument("--in", dest="input", required=True, help="issues JSONL (labels not needed)")
+    p.add_argument("--out", required=True, help="labeled JSONL to write (with --active: merged into)")
+    p.add_argument("--model", help="the ad-hoc teacher's model with --base-url; with --active, the RUN_DIR")
+    teacher_flags(p)
+    p.add_argument("--dry-run", action="store_true", help="estimate requests, tokens and cost; send nothing")
+    p.add_argument("--invalid-out", help="issues no teacher answered validly (default: OUT.invalid.jsonl)")
+    p.add_argument("--active", type=int, metavar="N", help="label only the N issues the --model run is least sure about")
+    p.add_argument("--strategy", default="margin", choices=["margin", "entropy", "random"], help="for --active")
+    p.add_argument("--json", metavar="OUT", help="write the agreement report (or dry-run estimate) here")
+
+    p = command("review", cmd_review, "Send low-agreement issues to people (export) and apply their labels (import).",
+                "examples:\n  issuelab review export --in work/labeled.jsonl --out review.csv\n"
+                "  issuelab review import --in work/labeled.jsonl --review review.csv --out work/final.jsonl")  # fmt: skip
+    config_flag(p)
+    p.add_argument("action", choices=["export", "import"])
+    p.add_argument("--in", dest="input", required=True, help="labeled JSONL from annotate")
+    p.add_argument("--out", required=True, help="export: review file (.csv or .jsonl); import: labeled JSONL to write")
+    p.add_argument("--below", type=float, help="export: agreement threshold (default [annotate] review_below)")
+    p.add_argument("--review", help="import: the edited review file")
+
+    p = command("loop", cmd_loop, "Active learning: rounds of label (teachers) -> train -> pick the least sure issues.",
+                "example: issuelab loop --in pool.jsonl --eval eval.jsonl --out labeled.jsonl --seed-size 50 --step 50 --rounds 6 --max-cost 3")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--in", dest="input", required=True, help="unlabeled issues JSONL (the pool)")
+    p.add_argument("--eval", required=True, help="labeled issues JSONL to measure each round on")
+    p.add_argument("--out", required=True, help="labeled JSONL, rewritten after each round")
+    p.add_argument("--model", help="the ad-hoc teacher's model with --base-url")
+    teacher_flags(p)
+    p.add_argument("--seed-size", type=int, default=50, help="issues labeled at random before the first round")
+    p.add_argument("--step", type=int, default=50, help="issues picked per round")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--strategy", default="margin", choices=["margin", "entropy", "random"])
+    p.add_argument("--target-f1", type=float, help="stop once eval micro F1 reaches this")
+    p.add_argument("--json", metavar="OUT", help="write the learning curve here")
 
     p = command("action", cmd_action, "The GitHub Action's step: label the issue of the event under the policy.",
                 "example (in a workflow): issuelab action --model model/  # reads GITHUB_EVENT_PATH, GITHUB_TOKEN")  # fmt: skip

@@ -5,7 +5,8 @@ Layout (see `issuelab init` for a commented starter):
     [project]  repo
     [labels]   name = "description", in prompt order
     [prompt]   template (placeholders {labels} {example} {title} {body})
-    [[teachers]] name, model, base_url, api_key_env
+    [[teachers]] name, model, base_url, api_key_env, input_price, output_price, structured, ...
+    [annotate] min_votes, max_body_chars, review_below
     [train]    engine, seed, multi_label; [train.<engine>] engine options
     [policy]   max_labels, min_labels, default_label, dry_run, skip_labeled, skip_bots, skip_authors
     [aliases]  "repository label" = "label": other spellings that mean a label (import, the GitHub side)
@@ -49,6 +50,19 @@ class TeacherConfig:
     model: str
     base_url: str
     api_key_env: str = ""  # name of the environment variable holding the key, never the key
+    input_price: float = 0.0  # USD per million prompt tokens, for cost tracking and --max-cost
+    output_price: float = 0.0  # USD per million completion tokens
+    structured: bool = False  # ask for JSON restricted to the label set (endpoints with json_schema support)
+    max_tokens: int = 200  # completion limit per answer (reasoning models need more)
+    temperature: float = 0.0
+    timeout: float = 120.0  # seconds per request
+
+
+@dataclass
+class AnnotateConfig:
+    min_votes: int = 0  # keep a label when at least this many teachers give it; 0: a majority of those answering
+    max_body_chars: int = 4000  # issue bodies are cut to this many characters in teacher prompts
+    review_below: float = 0.5  # issues whose teachers agree less than this (mean pairwise Jaccard) go to review
 
 
 @dataclass
@@ -77,6 +91,7 @@ class Config:
     project: ProjectConfig = field(default_factory=ProjectConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     teachers: list[TeacherConfig] = field(default_factory=list)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     aliases: dict[str, str] = field(default_factory=dict)  # a repository's label spelling -> a label
@@ -161,7 +176,7 @@ def dataclass_from_dict(cls: type, data: dict[str, Any], where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
-_SECTIONS = ("project", "labels", "prompt", "teachers", "train", "policy", "aliases")
+_SECTIONS = ("project", "labels", "prompt", "teachers", "annotate", "train", "policy", "aliases")
 
 
 def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
@@ -212,6 +227,12 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
     teachers = [
         dataclass_from_dict(TeacherConfig, t, f"{source}: [[teachers]] #{i + 1}") for i, t in enumerate(raw_teachers)
     ]
+    names = [t.name for t in teachers]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: [[teachers]] names must be unique (cache entries are keyed by name): {names}")
+    annotate = dataclass_from_dict(AnnotateConfig, data.get("annotate", {}), f"{source}: [annotate]")
+    if annotate.min_votes < 0 or annotate.max_body_chars < 1 or not 0 <= annotate.review_below <= 1:
+        raise ConfigError(f"{source}: [annotate] min_votes >= 0, max_body_chars >= 1, 0 <= review_below <= 1")
 
     raw_train = dict(data.get("train", {}))
     from .engines import ENGINES, engine_class  # engines import config types; import here
@@ -247,7 +268,8 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
         aliases[alias] = seen[target.lower()]
 
     project = dataclass_from_dict(ProjectConfig, data.get("project", {}), f"{source}: [project]")
-    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, train=train, policy=policy, aliases=aliases)
+    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, annotate=annotate, train=train,
+                  policy=policy, aliases=aliases)  # fmt: skip
 
 
 def load_config(path: str | Path) -> Config:
@@ -317,6 +339,13 @@ repo = "{repo}"                # owner/name on GitHub
 # model = "gemini-2.5-pro"
 # base_url = "https://generativelanguage.googleapis.com/v1beta/openai/"
 # api_key_env = "GEMINI_API_KEY"
+# input_price = 1.25             # USD per million tokens: progress shows the running cost, --max-cost stops
+# output_price = 10.0
+
+# [annotate]
+# min_votes = 0                  # with several teachers: a label needs this many votes (0: a majority)
+# max_body_chars = 4000          # issue bodies are cut to this in teacher prompts
+# review_below = 0.5             # teacher agreement under which an issue is exported for review
 
 [train]
 engine = "tfidf"               # tfidf
