@@ -40,6 +40,7 @@ class FakeOpenAI:
         self.requests: list[tuple[str, list[dict[str, Any]]]] = []
         self.answered: list[tuple[str, list[dict[str, Any]]]] = []
         self.faults: list[Fault] = []
+        self.faulted = 0  # requests answered by a fault
         self.lock = threading.Lock()
         self.dead = False
         self.server: ThreadingHTTPServer | None = None
@@ -95,6 +96,9 @@ class FakeOpenAI:
         with self.lock:
             self.requests.append((model, messages))
         fault = self._fault()
+        if fault is not None:
+            with self.lock:
+                self.faulted += 1
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.status:
