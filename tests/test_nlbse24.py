@@ -59,3 +59,18 @@ def test_webhook_service_under_load_loses_and_doubles_nothing(tmp_path):
     assert report["issues_with_one_post"] == 300 and report["issues_lost"] == 0 and report["issues_with_several_posts"] == 0
     assert report["service_counts"]["duplicates"] == 30 and report["statuses"] == {"200": 30, "202": 300}
     assert report["github_calls"] > 900 and not report["token_in_log"]  # retries happened; nothing leaked
+
+
+def test_annotation_at_scale_accounts_for_every_issue_and_resumes_from_the_cache(tmp_path):
+    """Real issue texts through the real openai client to a local server failing 10% of requests."""
+    out = tmp_path / "annotate.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/annotate_throughput.py"), "--data", str(DATA), "--issues", "300",
+         "--latency", "0.05", "--baseline-issues", "10", "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["labeled"] + report["invalid"] == 300 and report["unaccounted"] == 0
+    assert report["invalid"] == 3 and report["labels_equal_to_gold"] == report["labeled"]  # issues 7, 107, 207 never valid
+    assert report["requests_failed_by_server"] > 0 and report["second_run_requests"] == 0
