@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 ENGINES: dict[str, str] = {
     "tfidf": "issuelab.engines.tfidf:TfidfEngine",
     "lora": "issuelab.engines.lora:LoraEngine",
+    "embed": "issuelab.engines.embed:EmbedEngine",
+    "ensemble": "issuelab.engines.ensemble:EnsembleEngine",
 }
 
 

@@ -1,0 +1,107 @@
+"""`ensemble`: the scores of several engines, averaged with weights.
+
+Each member is trained with its own `[train.<engine>]` options. Scores are made comparable first:
+for single-label data each member's row is normalised to sum to one (a distribution over labels);
+for multi-label data the members' per-label probabilities are averaged as they are. Weights come from
+`weights`, else are tuned on the eval split (a grid over the simplex, step 0.1, maximising micro F1),
+else are equal. The labeler tunes per-label thresholds on the combined scores afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config
+from ..data import Issue
+
+
+@dataclass
+class EnsembleOptions:
+    engines: tuple[str, ...] = ("tfidf", "embed")
+    weights: tuple[float, ...] = ()  # empty: tuned on the eval split, or equal without one
+
+    def __post_init__(self) -> None:
+        from . import ENGINES
+
+        unknown = [e for e in self.engines if e not in ENGINES or e == "ensemble"]
+        if len(self.engines) < 2 or unknown:
+            raise ValueError(f"engines must name two or more of {', '.join(k for k in ENGINES if k != 'ensemble')}; bad: {unknown}")
+        if self.weights and (len(self.weights) != len(self.engines) or min(self.weights) < 0 or sum(self.weights) <= 0):
+            raise ValueError("weights: one non-negative weight per engine, not all zero")
+
+
+def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
+    ticks = round(1 / step)
+    return [tuple(c / ticks for c in combo) + ((ticks - sum(combo)) / ticks,)
+            for combo in itertools.product(range(ticks + 1), repeat=n - 1) if sum(combo) <= ticks]  # fmt: skip
+
+
+def _micro_f1(scores: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
+    if multi_label:
+        pred = scores >= 0.5
+    else:
+        pred = np.zeros_like(gold)
+        pred[np.arange(len(scores)), scores.argmax(axis=1)] = True
+    tp = (pred & gold).sum()
+    return 2 * tp / max(1, pred.sum() + gold.sum())
+
+
+class EnsembleEngine:
+    name = "ensemble"
+    Options = EnsembleOptions
+
+    def __init__(self, options: EnsembleOptions | None = None):
+        self.options = options or EnsembleOptions()
+        self.info: dict = {}
+
+    def _combine(self, member_scores: list[np.ndarray], weights) -> np.ndarray:
+        if not self.multi_label:
+            member_scores = [s / np.clip(s.sum(axis=1, keepdims=True), 1e-12, None) for s in member_scores]
+        return sum(w * s for w, s in zip(weights, member_scores)) / sum(weights)
+
+    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
+        from ..labeler import gold_matrix
+        from ..train import resolve_multi_label
+        from . import create_engine
+
+        self.multi_label = resolve_multi_label(config.train.multi_label, train)
+        self.members = []
+        for name in self.options.engines:
+            member = create_engine(name, config.engine_options(name))
+            member.fit(train, eval, config, seed)
+            self.members.append(member)
+        if self.options.weights:
+            self.weights = tuple(self.options.weights)
+        elif eval:
+            scores = [m.predict_scores(eval) for m in self.members]
+            gold = gold_matrix(eval, config.label_names).astype(bool)
+            self.weights = max(_grid(len(self.members)), key=lambda w: (_micro_f1(self._combine(scores, w), gold, self.multi_label), -np.std(w)))
+        else:
+            self.weights = tuple(1 / len(self.members) for _ in self.members)
+        self.info = {"weights": dict(zip(self.options.engines, self.weights)), "members": {n: getattr(m, "info", {}) for n, m in zip(self.options.engines, self.members)}}
+
+    def predict_scores(self, issues: list[Issue]) -> np.ndarray:
+        return self._combine([m.predict_scores(issues) for m in self.members], self.weights)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, member in zip(self.options.engines, self.members):
+            member.save(directory / name)
+        state = {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info}
+        (directory / "ensemble.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> EnsembleEngine:
+        from . import engine_class
+
+        state = json.loads((directory / "ensemble.json").read_text(encoding="utf-8"))
+        options = state["options"]
+        engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"])))
+        engine.weights, engine.multi_label, engine.info = tuple(state["weights"]), state["multi_label"], state["info"]
+        engine.members = [engine_class(name).load(directory / name) for name in engine.options.engines]
+        return engine
