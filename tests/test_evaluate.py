@@ -157,3 +157,35 @@ def test_evaluate_errors_name_the_file_and_field(cli, tmp_path):
 
     code, _, err = cli("evaluate", "--config", NEBARI)
     assert code == 2 and "nothing to evaluate" in err
+
+
+def test_expected_calibration_error():
+    import numpy as np
+
+    from issuelab.evaluate import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0, 1, 20000)
+    gold = rng.uniform(0, 1, 20000) < confidence  # right as often as it says: calibrated
+    scores = confidence[:, None]
+    assert expected_calibration_error(scores, gold[:, None], multi_label=True) < 0.02
+    overconfident = np.where(confidence > 0.5, 0.99, 0.01)[:, None]
+    assert expected_calibration_error(overconfident, gold[:, None], multi_label=True) > 0.2
+    single = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    truth = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=bool)
+    # top scores 0.9 (right), 0.8 (wrong), 0.6 (right), 0.7 (right): bins 9, 8, 6, 7 each hold one issue
+    assert expected_calibration_error(single, truth, multi_label=False) == pytest.approx((0.1 + 0.8 + 0.4 + 0.3) / 4)
+
+
+def test_evaluate_model_reports_calibration(cli, toy_config, tmp_path):
+    from .conftest import make_issues
+
+    issues = make_issues(200, seed=5)
+    write_jsonl(tmp_path / "train.jsonl", issues[:150])
+    write_jsonl(tmp_path / "test.jsonl", issues[150:])
+    assert cli("train", "--config", toy_config, "--train", tmp_path / "train.jsonl", "--out", tmp_path / "run")[0] == 0
+    code, out, _ = cli("evaluate", "--config", toy_config, "--model", tmp_path / "run", "--data", tmp_path / "test.jsonl",
+                       "--json", tmp_path / "m.json")  # fmt: skip
+    assert code == 0 and "expected calibration error of its scores" in out
+    ece = json.loads((tmp_path / "m.json").read_text())["models"][0]["ece"]
+    assert 0 <= ece < 0.5

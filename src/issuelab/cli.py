@@ -191,12 +191,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                 records = prediction_records(issues, predictions)
             if args.out:
                 write_jsonl(args.out, records)
-            models.append(score_outputs(Path(run_dir).name, [i.labels for i in issues], outputs, labeler.label_names))
+            metrics = score_outputs(Path(run_dir).name, [i.labels for i in issues], outputs, labeler.label_names)
+            if not args.unconstrained:  # the scores' calibration, for thresholds and the policy to trust
+                from .evaluate import expected_calibration_error
+                from .labeler import gold_matrix
+
+                scores = [[p.scores[name] for name in labeler.label_names] for p in predictions]
+                metrics.ece = expected_calibration_error(scores, gold_matrix(issues, labeler.label_names), labeler.multi_label)
+            models.append(metrics)
     if not models:
         raise IssuelabError("nothing to evaluate: give --pred NAME=FILE, --model RUN_DIR --data FILE, or --base-model")
     print(format_table(models))
     for m in models:
-        print(f"\n{m.name}:\n{format_per_label_table(m)}")
+        calibration = f" (expected calibration error of its scores: {m.ece:.3f})" if m.ece is not None else ""
+        print(f"\n{m.name}{calibration}:\n{format_per_label_table(m)}")
     _write_json_if_asked(metrics_json(models), args.json)
 
 

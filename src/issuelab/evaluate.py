@@ -87,6 +87,7 @@ class ModelMetrics:
     predicted: int = 0
     gold: int = 0
     per_label: dict[str, LabelCounts] = field(default_factory=dict)
+    ece: float | None = None  # expected calibration error of the scores, when a model gave scores
 
     def __post_init__(self) -> None:
         for label in self.labels:
@@ -172,7 +173,30 @@ class ModelMetrics:
                 }
                 for label, c in self.per_label.items()
             },
-        }
+        } | ({"ece": round(self.ece, 5)} if self.ece is not None else {})
+
+
+def expected_calibration_error(scores, gold, multi_label: bool, bins: int = 10) -> float:
+    """How far scores are from observed frequencies: the bin-weighted mean |accuracy - confidence| over
+    `bins` equal-width confidence bins. Single-label: the top label's score against whether it is right;
+    multi-label: every (issue, label) score against whether the label is gold."""
+    import numpy as np
+
+    scores, gold = np.asarray(scores, dtype=float), np.asarray(gold, dtype=bool)
+    if multi_label:
+        confidence, correct = scores.ravel(), gold.ravel()
+    else:
+        top = scores.argmax(axis=1)
+        confidence, correct = scores[np.arange(len(scores)), top], gold[np.arange(len(scores)), top]
+    if confidence.size == 0:
+        return 0.0
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
 
 
 def label_lookup(label_names: Sequence[str]) -> dict[str, str]:
