@@ -127,19 +127,9 @@ class EmbedEngine:
         self.info = {"finetuned": finetune, "multi_label": self.multi_label, "train_seconds": round(time.perf_counter() - started, 1)}
 
     def _fit_frozen(self, train: list[Issue], seed: int) -> None:
-        from sklearn.linear_model import LogisticRegression
+        from .heads import fit_logistic_heads
 
-        X = self._embed_all(train)
-        self.coef = np.zeros((len(self.labels), X.shape[1]), dtype=np.float32)
-        self.intercept = np.zeros(len(self.labels), dtype=np.float32)
-        for k, label in enumerate(self.labels):
-            y = np.array([label in issue.labels for issue in train])
-            if y.all() or not y.any():
-                self.intercept[k] = 10.0 if y.all() else -10.0
-                continue
-            model = LogisticRegression(C=self.options.C, class_weight="balanced", max_iter=2000, random_state=seed)
-            model.fit(X, y)
-            self.coef[k], self.intercept[k] = model.coef_[0], model.intercept_[0]
+        self.coef, self.intercept = fit_logistic_heads(self._embed_all(train), train, self.labels, self.options.C, True, seed)
         self.finetuned = False
 
     def _finetune(self, train: list[Issue], seed: int) -> None:

@@ -157,7 +157,7 @@ class TfidfEngine:
     # -- protocol ------------------------------------------------------------------------------
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
-        from sklearn.linear_model import LogisticRegression
+        from .heads import fit_logistic_heads
 
         labels = config.label_names
         opts = self.options
@@ -166,24 +166,9 @@ class TfidfEngine:
             _fit_block("word", documents, opts.word_ngrams, opts),
             _fit_block("char", documents, opts.char_ngrams, opts),
         ]
-        X = self._matrix(train)
-        self.coef = np.zeros((len(labels), X.shape[1]), dtype=np.float32)
-        self.intercept = np.zeros(len(labels), dtype=np.float32)
-        for k, label in enumerate(labels):
-            y = np.array([label in issue.labels for issue in train])
-            if y.all() or not y.any():  # a label with no positives (or no negatives): constant score
-                self.intercept[k] = 10.0 if y.all() else -10.0
-                continue
-            model = LogisticRegression(
-                C=opts.C,
-                class_weight=None if opts.class_weight == "none" else "balanced",
-                solver="liblinear",
-                random_state=seed,
-                max_iter=1000,
-            )
-            model.fit(X, y)
-            self.coef[k] = model.coef_[0]
-            self.intercept[k] = model.intercept_[0]
+        self.coef, self.intercept = fit_logistic_heads(
+            self._matrix(train), train, labels, opts.C, opts.class_weight == "balanced", seed, solver="liblinear"
+        )
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         logits = np.empty((len(issues), len(self.intercept)), dtype=np.float64)
