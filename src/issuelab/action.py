@@ -32,7 +32,7 @@ class IssueLabeler:
         self.labeler = labeler
         self.client = client
         self.policy = policy or labeler.policy
-        self.aliases = labeler.manifest.get("aliases", {})
+        self.aliases = labeler.aliases
         self._predict_lock = threading.Lock()  # engines keep per-call state (the lora decoder's cache)
 
     def label_issue(self, repo: str, number: int) -> Decision:

@@ -20,7 +20,6 @@ import math
 import os
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -253,7 +252,6 @@ def annotate(
     if not pending:
         return result
 
-    lock = threading.Lock()
     reserved = 0.0  # estimated cost of the requests in flight
 
     def job(teacher: Teacher, index: int, key: str) -> Answer:
@@ -289,9 +287,8 @@ def annotate(
                     try:
                         answer = future.result()
                     except TeacherError as e:
-                        with lock:
-                            result.failed += 1
-                            result.errors.append(str(e))
+                        result.failed += 1
+                        result.errors.append(str(e))
                         if e.fatal:
                             fatal = fatal or e
                         continue

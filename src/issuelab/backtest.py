@@ -31,7 +31,7 @@ def recent(issues: Sequence[Issue], last: int | None) -> list[Issue]:
 
 def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | None = None) -> dict[str, Any]:
     policy = policy or labeler.policy
-    aliases = labeler.manifest.get("aliases", {})
+    aliases = labeler.aliases
     predictions = labeler.predict(list(issues), progress=True)
     outcomes = {"match": 0, "mismatch": 0, "no prediction": 0}
     rows, counts = [], {"correct": 0, "added": 0, "gold": 0}

@@ -312,7 +312,7 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     from .labeler import Labeler
 
     labeler = Labeler.load(args.model)
-    issues = read_issues(args.data, labeler.label_names, aliases=labeler.manifest.get("aliases", {}), drop_unknown=True)
+    issues = read_issues(args.data, labeler.label_names, aliases=labeler.aliases, drop_unknown=True)
     issues = recent([i for i in issues if i.labels], args.last)
     if not issues:
         raise IssuelabError(f"{args.data}: no issue carries a label of the run ({', '.join(labeler.label_names)})")
@@ -405,7 +405,7 @@ def _annotate_and_write(args, config, issues, teachers, cache, previous=()):
 
 
 def cmd_annotate(args: argparse.Namespace) -> None:
-    from .annotate import dry_run
+    from .annotate import CHARS_PER_TOKEN, dry_run
     from .data import read_issues
 
     config = _config(args)
@@ -432,7 +432,7 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         for r in rows:
             print(f"{r['teacher']:<20} {r['requests']:>9} {r['cached']:>7} {r['prompt_tokens']:>11} {r['completion_tokens']:>11} ${r['cost']:>9.4f}")
         total = sum(r["cost"] for r in rows)
-        print(f"estimated total ${total:.4f} (tokens estimated at {4} characters each; answers at their typical length)")
+        print(f"estimated total ${total:.4f} (tokens estimated at {CHARS_PER_TOKEN} characters each; answers at their typical length)")
         _write_json_if_asked({"dry_run": rows, "estimated_cost": total}, args.json)
         return
     result, labeled = _annotate_and_write(args, config, issues, teachers, cache, previous)

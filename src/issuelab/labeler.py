@@ -129,21 +129,27 @@ class Labeler:
         manifest = dict(self.manifest, multi_label=self.multi_label, policy=asdict(self.policy))
         _write(directory / "manifest.json", manifest)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Other spellings of the run's labels ([aliases] of the config it was trained with)."""
+        return self.manifest.get("aliases", {})
+
+    @staticmethod
+    def read_manifest(directory: str | Path) -> dict[str, Any]:
+        path = Path(directory) / "manifest.json"
+        if not path.exists():
+            raise IssuelabError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
+        return json.loads(path.read_text(encoding="utf-8"))
+
     @staticmethod
     def load_policy(directory: str | Path) -> PolicyConfig:
         """The policy recorded in a run, without loading its model."""
-        manifest = Path(directory) / "manifest.json"
-        if not manifest.exists():
-            raise IssuelabError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
-        return PolicyConfig(**json.loads(manifest.read_text(encoding="utf-8"))["policy"])
+        return PolicyConfig(**Labeler.read_manifest(directory)["policy"])
 
     @classmethod
     def load(cls, directory: str | Path) -> Labeler:
         directory = Path(directory)
-        manifest_path = directory / "manifest.json"
-        if not manifest_path.exists():
-            raise IssuelabError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = cls.read_manifest(directory)
         engine = engine_class(manifest["engine"]).load(directory / "model")
         return cls(
             engine=engine,
