@@ -1,66 +1,131 @@
-"""NLBSE'24: tfidf, fine-tuned embed, and their weighted average, per repository and cross-repo.
+"""NLBSE'24: several engines per repository, alone and averaged, cross-repo.
 
-Both engines are trained once per repository (its 300 training issues); their single-label scores are
-normalised to distributions and averaged with each weight w of tfidf (1 - w of embed) on a grid, so every
-mix is scored on the same trained models. The competition gives no eval split, so the table shows the
-whole grid; a weight chosen by looking at it is chosen on the test set, and is reported as such.
+Each member is `NAME=ENGINE[:KEY=VALUE,...]` (engine options as in [train.ENGINE]), trained once per
+repository on its 300 training issues. Its test scores are cached under --scores (one npz per member and
+repository), so adding a member or re-mixing never retrains the others. Single-label scores are
+normalised to distributions and averaged. The competition gives no eval split, so the mixing weights
+are shown on a grid: equal weights are chosen blind, the best grid point is chosen on the test set and
+is reported as such.
 
-    python benchmarks/nlbse24_ensemble.py --json docs/results/nlbse24-ensemble.json   # 16 min on 2 cores
+    python benchmarks/nlbse24_ensemble.py --json docs/results/nlbse24-ensemble.json
+    python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member mpnet=embed:model=/path/all-mpnet-base-v2
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, write_report
+import numpy as np
+
+from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, write_report
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.engines import create_engine
 from issuelab.evaluate import score_outputs
 
-WEIGHTS = [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0]
+DEFAULT_MEMBERS = ["tfidf=tfidf", "minilm=embed"]
+
+
+def parse_member(spec: str) -> tuple[str, str, dict]:
+    name, _, rest = spec.partition("=")
+    engine, _, options = rest.partition(":")
+    if not name or not engine:
+        raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
+    parsed = {}
+    for pair in filter(None, options.split(",")):
+        key, _, value = pair.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                pass
+        parsed[key] = value
+    return name, engine, parsed
+
+
+def member_scores(name, engine, options, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
+    path = cache / f"{name}--{repo.replace('/', '--')}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["scores"], {"train_seconds": float(saved["train_seconds"]), "cached": True}
+    train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
+    test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
+    started = time.perf_counter()
+    model = create_engine(engine, {**config.engine_options(engine), **options})
+    model.fit(train, None, config, 0)
+    train_seconds = time.perf_counter() - started
+    scores = model.predict_scores(test)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, scores=scores, train_seconds=train_seconds)
+    return scores, {"train_seconds": round(train_seconds, 1), "cached": False}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=nlbse_data_dir())
     parser.add_argument("--repos", nargs="+", default=NLBSE_REPOS)
+    parser.add_argument("--member", action="append", help="NAME=ENGINE[:KEY=VALUE,...] (repeatable)")
+    parser.add_argument("--scores", default=str(ROOT / ".benchmarks/nlbse24-scores"), help="cache of test scores")
+    parser.add_argument("--step", type=float, default=0.1, help="grid step of the mixing weights")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
     config = load_config(NLBSE_CONFIG)
     names = config.label_names
-    data = Path(args.data)
-    results: dict = {}
-    for repo in args.repos:
-        train, _ = import_issues(data / "issues_train.csv", names, repos=[repo])
-        test, _ = import_issues(data / "issues_test.csv", names, repos=[repo])
-        scores, seconds = {}, {}
-        for engine in ("tfidf", "embed"):
-            started = time.perf_counter()
-            model = create_engine(engine, config.engine_options(engine))
-            model.fit(train, None, config, 0)
-            raw = model.predict_scores(test)
-            scores[engine] = raw / raw.sum(axis=1, keepdims=True)
-            seconds[engine] = round(time.perf_counter() - started, 1)
-        row = {}
-        for w in WEIGHTS:
-            mixed = w * scores["tfidf"] + (1 - w) * scores["embed"]
-            outputs = [names[k] for k in mixed.argmax(axis=1)]
-            row[str(w)] = round(score_outputs(repo, [i.labels for i in test], outputs, names).macro_f1, 4)
-        results[repo] = {"macro_f1_by_tfidf_weight": row, "seconds": seconds}
-        print(f"{repo:<24} " + " ".join(f"{row[str(w)]:.4f}" for w in WEIGHTS) + f"   ({seconds})", file=sys.stderr)
+    data, cache = Path(args.data), Path(args.scores)
+    members = [parse_member(spec) for spec in args.member or DEFAULT_MEMBERS]
+    grid_points = int(round(1 / args.step))
+    grid = [w for w in itertools.product(range(grid_points + 1), repeat=len(members)) if sum(w) == grid_points]
 
-    cross = {str(w): round(statistics.mean(r["macro_f1_by_tfidf_weight"][str(w)] for r in results.values()), 4) for w in WEIGHTS}
-    print(f"{'TFIDF WEIGHT':<24} " + " ".join(f"{w:>6.1f}" for w in WEIGHTS))
-    for repo, r in results.items():
-        print(f"{repo:<24} " + " ".join(f"{r['macro_f1_by_tfidf_weight'][str(w)]:>6.4f}" for w in WEIGHTS))
-    print(f"{'cross-repo':<24} " + " ".join(f"{cross[str(w)]:>6.4f}" for w in WEIGHTS))
-    write_report(args.json, {"machine": machine(), "weights": WEIGHTS, "repos": results, "cross_repo": cross})
+    per_repo: dict = {}
+    for repo in args.repos:
+        test, _ = import_issues(data / "issues_test.csv", names, repos=[repo])
+        gold = [i.labels for i in test]
+        scores, info = {}, {}
+        for name, engine, options in members:
+            raw, info[name] = member_scores(name, engine, options, repo, data, config, cache)
+            scores[name] = raw / raw.sum(axis=1, keepdims=True)
+            print(f"{repo:<24} {name:<10} {info[name]}", file=sys.stderr)
+        mixes = {}
+        for weights in grid:
+            mixed = sum(w / grid_points * scores[name] for w, (name, _, _) in zip(weights, members))
+            outputs = [names[k] for k in mixed.argmax(axis=1)]
+            mixes[weights] = score_outputs(repo, gold, outputs, names).macro_f1
+        per_repo[repo] = {"mixes": mixes, "members": info}
+
+    def cross(weights) -> float:
+        return statistics.mean(r["mixes"][weights] for r in per_repo.values())
+
+    member_names = [m[0] for m in members]
+    alone = {
+        name: tuple(grid_points if j == k else 0 for j in range(len(members))) for k, name in enumerate(member_names)
+    }
+    equal = tuple(grid_points // len(members) for _ in members) if grid_points % len(members) == 0 else None
+    best = max(grid, key=cross)
+    rows = {f"{name} alone": w for name, w in alone.items()}
+    if equal:
+        rows["equal weights (blind)"] = equal
+    rows["best grid weights (chosen on test)"] = best
+
+    print(f"{'':<36} " + " ".join(f"{r.split('/')[0][:10]:>10}" for r in per_repo) + f" {'cross-repo':>10}  weights")
+    table = {}
+    for label, weights in rows.items():
+        cells = [per_repo[r]["mixes"][weights] for r in per_repo]
+        shown = ", ".join(f"{n} {w / grid_points:.1f}" for n, w in zip(member_names, weights))
+        print(f"{label:<36} " + " ".join(f"{c:>10.4f}" for c in cells) + f" {cross(weights):>10.4f}  {shown}")
+        table[label] = {"weights": dict(zip(member_names, [w / grid_points for w in weights])),
+                        "per_repo": {r: round(c, 4) for r, c in zip(per_repo, cells)},
+                        "cross_repo": round(cross(weights), 4)}  # fmt: skip
+    write_report(args.json, {
+        "machine": machine(), "members": args.member or DEFAULT_MEMBERS, "table": table,
+        "train_seconds": {r: {n: v["members"][n]["train_seconds"] for n in member_names} for r, v in per_repo.items()},
+    })  # fmt: skip
     return 0
 
 

@@ -72,6 +72,23 @@ def test_tune_thresholds_maximises_f1_and_falls_back_with_few_positives():
     assert thresholds["b"] == 0.5  # one positive: too few to tune
 
 
+def test_every_run_records_how_its_thresholds_were_set(toy_config):
+    config = load_config(toy_config)
+    eval = make_issues(60, seed=2)
+    for issue in eval:  # ci/cd on exactly two eval issues: too few to tune its threshold
+        issue.labels = [label for label in issue.labels if label != "ci/cd"] or ["bug"]
+    eval[0].labels, eval[1].labels = ["ci/cd"], ["ci/cd"]
+    labeler, _ = fit_labeler(config, make_issues(300, seed=1), eval)
+    calibration = labeler.manifest["calibration"]
+    assert calibration["fallback"] == ["ci/cd"]
+    assert calibration["labels"]["ci/cd"] == {"threshold": 0.5, "method": "default", "eval_positives": 2}
+    assert calibration["labels"]["bug"]["method"] == "tuned"
+    assert calibration["labels"]["bug"]["threshold"] == pytest.approx(labeler.thresholds["bug"], abs=1e-5)
+    assert 0.0 <= calibration["ece"] < 0.5 and calibration["eval_issues"] == 60
+    single, _ = fit_labeler(config, make_issues(200, multi_label=False), make_issues(40, seed=5, multi_label=False))
+    assert {v["method"] for v in single.manifest["calibration"]["labels"].values()} == {"argmax"}
+
+
 def test_choose_labels_applies_thresholds_and_policy():
     names = ["a", "b", "c", "d"]
     scores = np.array([0.9, 0.2, 0.7, 0.8])

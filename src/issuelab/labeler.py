@@ -46,6 +46,27 @@ def tune_thresholds(scores: np.ndarray, gold: np.ndarray, label_names: Sequence[
     return thresholds
 
 
+def calibration_report(
+    scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], thresholds: dict[str, float], multi_label: bool
+) -> dict[str, Any]:
+    """How each label's threshold was set (tuned on eval, or the default for a label with too few eval
+    positives) and the expected calibration error of the scores on eval."""
+    from .evaluate import expected_calibration_error
+
+    positives = {label: int(gold[:, k].sum()) for k, label in enumerate(label_names)}
+    if not multi_label:  # the argmax decides; thresholds are not used
+        method = {label: "argmax" for label in label_names}
+    else:
+        method = {label: "tuned" if positives[label] >= MIN_POSITIVES_TO_TUNE else "default" for label in label_names}
+    return {
+        "eval_issues": int(len(gold)),
+        "ece": round(expected_calibration_error(scores, gold, multi_label), 5),
+        "labels": {label: {"threshold": round(thresholds[label], 5), "method": method[label], "eval_positives": positives[label]}
+                   for label in label_names},
+        "fallback": sorted(label for label in label_names if method[label] == "default"),
+    }  # fmt: skip
+
+
 def gold_matrix(issues: Sequence[Issue], label_names: Sequence[str]) -> np.ndarray:
     index = {name: k for k, name in enumerate(label_names)}
     gold = np.zeros((len(issues), len(label_names)), dtype=bool)

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from .data import Issue, file_sha256
 from .engines import create_engine
 from .errors import DataError, IssuelabError
 from .evaluate import ModelMetrics, score_outputs
-from .labeler import DEFAULT_THRESHOLD, Labeler, gold_matrix, tune_thresholds
+from .labeler import DEFAULT_THRESHOLD, MIN_POSITIVES_TO_TUNE, Labeler, calibration_report, gold_matrix, tune_thresholds
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "torch", "transformers", "peft")
 
@@ -71,8 +72,12 @@ def fit_labeler(
     model.fit(train, eval, config, seed)
     multi_label = resolve_multi_label(config.train.multi_label, train)
     thresholds = {name: DEFAULT_THRESHOLD for name in label_names}
-    if eval and multi_label:
-        thresholds = tune_thresholds(model.predict_scores(eval), gold_matrix(eval, label_names), label_names)
+    calibration = None
+    if eval:
+        eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, label_names)
+        if multi_label:
+            thresholds = tune_thresholds(eval_scores, eval_gold, label_names)
+        calibration = calibration_report(eval_scores, eval_gold, label_names, thresholds, multi_label)
     labeler = Labeler(
         engine=model,
         labels=[{"name": label.name, "description": label.description} for label in config.labels],
@@ -86,6 +91,7 @@ def fit_labeler(
             "engine_info": getattr(model, "info", {}),
             "seed": seed,
             "aliases": config.aliases,  # the GitHub side treats these spellings as the labels
+            "calibration": calibration,
         },
     )
     metrics = None
@@ -125,6 +131,13 @@ def train_run(
     )
     if not is_main_process():  # under `accelerate launch`, one process writes the run
         return labeler, metrics
+    fallback = (labeler.manifest.get("calibration") or {}).get("fallback")
+    if fallback:
+        print(
+            f"issuelab: default threshold {DEFAULT_THRESHOLD} kept for {', '.join(fallback)}: fewer than "
+            f"{MIN_POSITIVES_TO_TUNE} eval issues carry it (more labeled issues would let it be tuned)",
+            file=sys.stderr,
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:

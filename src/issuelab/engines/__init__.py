@@ -22,6 +22,7 @@ ENGINES: dict[str, str] = {
     "tfidf": "issuelab.engines.tfidf:TfidfEngine",
     "lora": "issuelab.engines.lora:LoraEngine",
     "embed": "issuelab.engines.embed:EmbedEngine",
+    "head": "issuelab.engines.head:HeadEngine",
     "ensemble": "issuelab.engines.ensemble:EnsembleEngine",
 }
 

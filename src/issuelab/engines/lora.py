@@ -33,18 +33,30 @@ TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 
 @dataclass
-class LoraOptions:
+class AdapterOptions:
+    """The base model and its LoRA adapter: shared by the lora and head engines."""
+
     base_model: str = "gemma3-270m"  # or a local Hugging Face model directory
-    prompt: str = "full"  # full: the config's prompt; compact: labels without descriptions
     rank: int = 16
     alpha: int = 16
     dropout: float = 0.0
     target_modules: tuple[str, ...] = TARGET_MODULES
     rslora: bool = True
-    learning_rate: float = 5e-5
     weight_decay: float = 0.0
     batch_size: int = 8  # examples per optimizer step
     micro_batch_size: int = 0  # 0: 8 on a GPU, 1 on CPU (no padding waste); gradients accumulate
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
+            raise ValueError("batch_size and rank must be >= 1, micro_batch_size >= 0")
+        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
+            raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+
+
+@dataclass
+class LoraOptions(AdapterOptions):
+    prompt: str = "full"  # full: the config's prompt; compact: labels without descriptions
+    learning_rate: float = 5e-5
     warmup_steps: int = 5
     epochs: float = 3.0
     max_steps: int = 0  # > 0 overrides epochs
@@ -66,10 +78,7 @@ class LoraOptions:
             raise ValueError(f'backend must be "auto", "torch" or "llamacpp", got {self.backend!r}')
         if self.inference_dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
-        if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
-            raise ValueError("batch_size and rank must be >= 1, micro_batch_size >= 0")
-        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+        super().__post_init__()
 
 
 def _require_lora_extra():

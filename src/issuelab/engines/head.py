@@ -1,0 +1,269 @@
+"""`head`: the LLM as a classifier. The base model of the `lora` engine (Gemma 3 270M by default) reads
+the issue once; its hidden states, mean-pooled over the issue's tokens, go through a linear layer with
+one output per label. LoRA adapts the backbone, the head is trained in full: binary cross-entropy for
+multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
+answering costs the prefill only and every label gets a score.
+
+Input: the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays.
+The run directory holds the LoRA adapter (PEFT safetensors), the head (safetensors) and engine.json;
+the base model comes from the model cache, as for `lora`. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config
+from ..data import Issue
+from .lora import AdapterOptions, _require_lora_extra
+
+
+@dataclass
+class HeadOptions(AdapterOptions):
+    learning_rate: float = 2e-4  # LoRA
+    head_learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    epochs: float = 3.0
+    max_tokens: int = 512
+    inference_dtype: str = "auto"  # auto | float32 | bfloat16 (as for lora)
+
+    def __post_init__(self) -> None:
+        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
+        if self.epochs <= 0 or self.max_tokens < 8:
+            raise ValueError("epochs > 0 and max_tokens >= 8 are required")
+        super().__post_init__()
+
+
+def issue_ids(tokenizer, issue: Issue, max_tokens: int) -> list[int]:
+    """Token ids of title + blank line + body, at most max_tokens: the body's tail goes first."""
+    head = tokenizer(f"{issue.title}\n\n", add_special_tokens=True)["input_ids"][:max_tokens]
+    body = tokenizer(issue.body or "", add_special_tokens=False)["input_ids"]
+    return head + body[: max(0, max_tokens - len(head))]
+
+
+def pad_batch(rows: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, row in enumerate(rows):
+        ids[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = 1
+    return ids, mask
+
+
+class HeadEngine:
+    name = "head"
+    Options = HeadOptions
+
+    def __init__(self, options: HeadOptions | None = None):
+        self.options = options or HeadOptions()
+        self.info: dict[str, Any] = {}
+
+    def _pooled(self, ids, mask):
+        """Mean of the last hidden states over the issue's tokens (float32)."""
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def _logits(self, rows: list[list[int]]):
+        ids, mask = pad_batch(rows, self.pad_id)
+        return self.head(self._pooled(ids.to(self.device), mask.to(self.device)))
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
+        _require_lora_extra()
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from tqdm.auto import tqdm
+        from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
+        from ..llm.base_model import resolve_base_model
+        from ..train import resolve_multi_label
+
+        opts = self.options
+        torch.manual_seed(seed)
+        self.labels = config.label_names
+        self.multi_label = resolve_multi_label(config.train.multi_label, train)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        base = resolve_base_model(opts.base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(base.path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        backbone = AutoModel.from_pretrained(base.path, dtype=torch.float32, attn_implementation="sdpa")
+        lora = LoraConfig(
+            r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
+            use_rslora=opts.rslora,
+        )  # fmt: skip
+        self.backbone = get_peft_model(backbone, lora).to(self.device)
+        hidden = backbone.config.hidden_size
+        self.head = torch.nn.Linear(hidden, len(self.labels)).to(self.device)
+        torch.nn.init.zeros_(self.head.weight)  # start from the label priors, not from noise
+
+        rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
+        targets = torch.tensor([[label in i.labels for label in self.labels] for i in train], dtype=torch.float32)
+        with torch.no_grad():  # bias = log-odds of each label: the first steps are not spent learning priors
+            prior = targets.mean(0).clamp(1e-3, 1 - 1e-3)
+            self.head.bias.copy_(torch.log(prior / (1 - prior)) if self.multi_label else torch.log(prior))
+        cuda = self.device == "cuda"
+        micro = opts.micro_batch_size or (min(8, opts.batch_size) if cuda else 1)
+        total = max(1, math.ceil(opts.epochs * math.ceil(len(train) / opts.batch_size)))
+        optimizer = torch.optim.AdamW(
+            [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": opts.learning_rate},
+             {"params": self.head.parameters(), "lr": opts.head_learning_rate}],
+            weight_decay=opts.weight_decay,
+        )  # fmt: skip
+        schedule = get_linear_schedule_with_warmup(optimizer, int(total * opts.warmup_ratio), total)
+        generator = torch.Generator().manual_seed(seed)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and torch.cuda.is_bf16_supported())
+
+        history: list[dict] = []
+        best_loss, best_state = math.inf, None
+        started, step = time.perf_counter(), 0
+        bar = tqdm(total=total, desc="head: training", unit="step", file=sys.stderr, disable=None)
+        self.backbone.train()
+        while step < total:
+            order = torch.randperm(len(train), generator=generator).tolist()
+            for start in range(0, len(order), opts.batch_size):
+                batch = order[start : start + opts.batch_size]
+                running = 0.0
+                for m in range(0, len(batch), micro):
+                    part = batch[m : m + micro]
+                    with autocast:
+                        loss = self._loss(self._logits([rows[i] for i in part]), targets[part].to(self.device))
+                    (loss * len(part) / len(batch)).backward()
+                    running += loss.item() * len(part) / len(batch)
+                torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                step += 1
+                record: dict[str, Any] = {"step": step, "train_loss": round(running, 5)}
+                epoch_end = start + opts.batch_size >= len(order)
+                if eval and (epoch_end or step == total):  # keep the weights of the best epoch on eval
+                    record["eval_loss"] = round(self._eval_loss(eval), 5)
+                    if record["eval_loss"] < best_loss - 1e-4:
+                        best_loss, best_state = record["eval_loss"], self._trainable_state()
+                history.append(record)
+                bar.set_postfix(loss=f"{running:.4f}", refresh=False)
+                bar.update()
+                if step >= total:
+                    break
+        bar.close()
+        if best_state is not None:
+            self.backbone.load_state_dict(best_state["backbone"], strict=False)
+            self.head.load_state_dict(best_state["head"])
+        self.backbone.eval()
+        seconds = time.perf_counter() - started
+        self.base_spec = {
+            "spec": base.spec,
+            "path": str(base.path),
+            "license": base.license,
+            "sha256": base.source_sha256,
+        }
+        self.info = {
+            "base_model": self.base_spec, "multi_label": self.multi_label, "steps": step,
+            "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),
+            "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, step * opts.batch_size), 3),
+            "history": history,
+        }  # fmt: skip
+
+    def _loss(self, logits, y):
+        import torch.nn.functional as F
+
+        logits = logits.float()
+        if self.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.cross_entropy(logits, y.argmax(dim=1))
+
+    def _eval_loss(self, eval: list[Issue]) -> float:
+        import torch
+
+        targets = torch.tensor([[label in i.labels for label in self.labels] for i in eval], dtype=torch.float32)
+        logits = torch.from_numpy(self._all_logits(eval))
+        self.backbone.train()
+        return self._loss(logits, targets).item()
+
+    def _trainable_state(self) -> dict:
+        backbone = {k: v.detach().cpu().clone() for k, v in self.backbone.state_dict().items() if "lora_" in k}
+        return {"backbone": backbone, "head": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}}
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def _all_logits(self, issues: list[Issue]) -> np.ndarray:
+        import torch
+
+        self.backbone.eval()
+        # One issue at a time on CPU (no padding work); batches of 8 on a GPU.
+        step = 8 if self.device == "cuda" else 1
+        rows = [issue_ids(self.tokenizer, i, self.options.max_tokens) for i in issues]
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(rows), step):
+                out.append(self._logits(rows[start : start + step]).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    def predict_scores(self, issues: list[Issue]) -> np.ndarray:
+        logits = self._all_logits(list(issues)).astype(np.float64)
+        if not self.multi_label:  # trained with softmax: its probabilities
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.backbone.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
+        save_file(
+            {k: v.detach().float().cpu().numpy() for k, v in self.head.state_dict().items()},
+            directory / "head.safetensors",
+        )
+        state = {
+            "options": asdict(self.options),
+            "labels": self.labels,
+            "multi_label": self.multi_label,
+            "info": self.info,
+        }
+        (directory / "engine.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, device: str | None = None) -> HeadEngine:
+        _require_lora_extra()
+        import torch
+        from peft import PeftModel
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        from ..llm.base_model import inference_dtype, resolve_base_model
+
+        state = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
+        options = HeadOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in state["options"].items()})
+        engine = cls(options)
+        engine.labels, engine.multi_label, engine.info = state["labels"], state["multi_label"], state["info"]
+        engine.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        base = resolve_base_model(options.base_model)
+        engine.tokenizer = AutoTokenizer.from_pretrained(base.path)
+        engine.pad_id = engine.tokenizer.pad_token_id if engine.tokenizer.pad_token_id is not None else 0
+        backbone = AutoModel.from_pretrained(base.path, dtype=torch.float32, attn_implementation="sdpa")
+        # Merged in float32, then cast: answering costs what the base model's prefill costs.
+        merged = PeftModel.from_pretrained(backbone, directory / "adapter").merge_and_unload()
+        dtype = inference_dtype(options.inference_dtype, engine.device)
+        engine.backbone = merged.to(engine.device, dtype).eval()
+        weights = load_file(directory / "head.safetensors")
+        engine.head = torch.nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
+        engine.head.load_state_dict(weights)
+        engine.head.to(engine.device)
+        return engine
