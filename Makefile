@@ -12,7 +12,7 @@ export ISSUELAB_DATA
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lora,embed,serve,annotate]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lora,embed,serve,annotate,report]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -24,7 +24,7 @@ test: $(BIN)/.installed
 # The slow tests also cover the llama.cpp backend; llama-cpp-python builds from source where no
 # wheel exists (minutes, once: pip caches the wheel).
 $(BIN)/.installed-llamacpp: $(BIN)/.installed
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lora,embed,serve,annotate,llamacpp]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,lora,embed,serve,annotate,report,llamacpp]'
 	touch $@
 
 test-slow: $(BIN)/.installed-llamacpp

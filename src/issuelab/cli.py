@@ -6,6 +6,7 @@
     issuelab train --train T --eval E --out runs/x   fit an engine, write a run directory
     issuelab evaluate --pred NAME=FILE ...           the seed's metrics and table
     issuelab crossval --data FILE --folds 5          K-fold metrics for small data
+    issuelab compare --data FILE --engines A B       engines side by side: report with plots, a recommendation
     issuelab predict --model runs/x --title ...      label one issue or a JSONL batch
     issuelab fetch --repo OWNER/NAME --out F.jsonl   a repository's issues (incremental)
     issuelab annotate --in F.jsonl --out L.jsonl     label issues with teacher LLMs (cached, budgeted)
@@ -206,6 +207,37 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         calibration = f" (expected calibration error of its scores: {m.ece:.3f})" if m.ece is not None else ""
         print(f"\n{m.name}{calibration}:\n{format_per_label_table(m)}")
     _write_json_if_asked(metrics_json(models), args.json)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from .compare import compare_crossval, compare_on_split, set_config_engine
+    from .data import read_issues
+    from .evaluate import format_table
+    from .report import write_report
+
+    config = _config(args)
+    engines = args.engines or DEFAULT_COMPARE_ENGINES
+    names = config.label_names
+    if args.data:
+        if args.train or args.test:
+            raise IssuelabError("give either --data (cross-validation) or --train/--eval/--test (a split), not both")
+        comparison = compare_crossval(config, read_issues(args.data, names), engines, args.folds, args.seed)
+    else:
+        if not (args.train and args.test):
+            raise IssuelabError("give --train and --test (and --eval for thresholds), or --data FILE for cross-validation")
+        train, test = read_issues(args.train, names), read_issues(args.test, names)
+        eval = read_issues(args.eval, names) if args.eval else None
+        comparison = compare_on_split(config, train, eval, test, engines, Path(args.out) / "runs")
+    files = write_report(comparison, args.out)
+    print(format_table([r.metrics for r in comparison.results]))
+    print(f"\nrecommended: {comparison.recommended} ({comparison.reason})")
+    print(f"report: {files['html']} and {files['markdown']}", file=sys.stderr)
+    if args.write_config:
+        set_config_engine(args.config, comparison.recommended)
+        print(f"{args.config}: [train] engine = \"{comparison.recommended}\"", file=sys.stderr)
+
+
+DEFAULT_COMPARE_ENGINES = ["tfidf", "embed"]
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:
@@ -586,6 +618,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="repeat with seeds seed, seed+1, ...")
     p.add_argument("--seed", type=int, help="default: [train] seed of the config")
     p.add_argument("--json", metavar="OUT", help="write the metrics JSON here")
+
+    p = command(
+        "compare", cmd_compare, "Train several engines on the same data; report metrics, costs and plots; recommend one.",
+        "examples:\n  issuelab compare --train T.jsonl --eval E.jsonl --test S.jsonl --engines tfidf embed --out reports/compare\n"
+        "  issuelab compare --data work/issues.jsonl --folds 5 --engines tfidf embed ensemble --write-config",
+    )  # fmt: skip
+    config_flag(p)
+    p.add_argument("--engines", nargs="+", metavar="ENGINE", help=f"default: {' '.join(DEFAULT_COMPARE_ENGINES)}")
+    p.add_argument("--train", help="training dataset JSONL (split mode)")
+    p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
+    p.add_argument("--test", help="test dataset JSONL: the numbers of the report")
+    p.add_argument("--data", help="one labeled dataset JSONL: K-fold cross-validation instead of a split")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--out", default="reports/compare", help="report directory (split mode: runs/ inside it)")
+    p.add_argument("--write-config", action="store_true", help="set [train] engine of --config to the recommended engine")
 
     p = command(
         "predict", cmd_predict, "Label one issue (--title/--body or a JSON object on stdin) or a JSONL batch.",
