@@ -1,7 +1,7 @@
 """`head`: the LLM as a classifier. The base model of the `lora` engine (Gemma 3 270M by default) reads
-the issue once; its hidden states, mean-pooled over the issue's tokens, go through a linear layer with
-one output per label. LoRA adapts the backbone, the head is trained in full: binary cross-entropy for
-multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
+the issue once; its hidden states, mean-pooled over the issue's tokens and layer-normalised, go
+through a linear layer with one output per label. LoRA adapts the backbone, the head is trained in
+full: binary cross-entropy for multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
 answering costs the prefill only and every label gets a score.
 
 Input: the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays.
@@ -48,6 +48,14 @@ def issue_ids(tokenizer, issue: Issue, max_tokens: int) -> list[int]:
     head = tokenizer(f"{issue.title}\n\n", add_special_tokens=True)["input_ids"][:max_tokens]
     body = tokenizer(issue.body or "", add_special_tokens=False)["input_ids"]
     return head + body[: max(0, max_tokens - len(head))]
+
+
+def make_head(hidden: int, labels: int):
+    """LayerNorm, then one linear output per label: an LLM's pooled states run to large, uneven
+    magnitudes, and normalising them keeps one learning rate right for any base model."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, labels))
 
 
 def pad_batch(rows: list[list[int]], pad_id: int):
@@ -106,15 +114,14 @@ class HeadEngine:
             use_rslora=opts.rslora,
         )  # fmt: skip
         self.backbone = get_peft_model(backbone, lora).to(self.device)
-        hidden = backbone.config.hidden_size
-        self.head = torch.nn.Linear(hidden, len(self.labels)).to(self.device)
-        torch.nn.init.zeros_(self.head.weight)  # start from the label priors, not from noise
+        self.head = make_head(backbone.config.hidden_size, len(self.labels)).to(self.device)
+        torch.nn.init.zeros_(self.head[1].weight)  # start from the label priors, not from noise
 
         rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
         targets = torch.tensor([[label in i.labels for label in self.labels] for i in train], dtype=torch.float32)
         with torch.no_grad():  # bias = log-odds of each label: the first steps are not spent learning priors
             prior = targets.mean(0).clamp(1e-3, 1 - 1e-3)
-            self.head.bias.copy_(torch.log(prior / (1 - prior)) if self.multi_label else torch.log(prior))
+            self.head[1].bias.copy_(torch.log(prior / (1 - prior)) if self.multi_label else torch.log(prior))
         cuda = self.device == "cuda"
         micro = opts.micro_batch_size or (min(8, opts.batch_size) if cuda else 1)
         total = max(1, math.ceil(opts.epochs * math.ceil(len(train) / opts.batch_size)))
@@ -263,7 +270,7 @@ class HeadEngine:
         dtype = inference_dtype(options.inference_dtype, engine.device)
         engine.backbone = merged.to(engine.device, dtype).eval()
         weights = load_file(directory / "head.safetensors")
-        engine.head = torch.nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
+        engine.head = make_head(*weights["1.weight"].shape[::-1])
         engine.head.load_state_dict(weights)
         engine.head.to(engine.device)
         return engine
