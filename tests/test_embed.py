@@ -67,3 +67,55 @@ def test_ensemble_options_are_checked():
         parse_config(tomllib.loads(TOY_CONFIG + '\n[train.ensemble]\nengines = ["tfidf"]\n'))
     with pytest.raises(ConfigError, match="finetune must be"):
         parse_config(tomllib.loads(TOY_CONFIG + '\n[train.embed]\nfinetune = "maybe"\n'))
+
+
+def fake_part_distributions(site, archive: bytes, pieces: int) -> list[str]:
+    """Installed-looking distributions (dist-info + RECORD) that each hold one piece of `archive`."""
+    names, size = [], -(-len(archive) // pieces)
+    for k in range(1, pieces + 1):
+        name, module = f"fake-model-part-{k:03d}", f"fake_model_part_{k:03d}"
+        piece = f"{module}/input/model.zip.{k:03d}"
+        (site / piece).parent.mkdir(parents=True)
+        (site / piece).write_bytes(archive[(k - 1) * size : k * size])
+        info = site / f"{module}-0.0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n")
+        (info / "RECORD").write_text(f"{piece},,\n{info.name}/METADATA,,\n")
+        names.append(name)
+    return names
+
+
+def test_mpnet_is_assembled_from_its_pypi_pieces_once_and_checked(tmp_path, monkeypatch):
+    import hashlib
+    import io
+    import zipfile
+
+    from issuelab.engines import embed
+    from issuelab.errors import IssuelabError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("all-mpnet-base-v2/config.json", '{"model_type": "mpnet"}')
+        archive.writestr("all-mpnet-base-v2/model.safetensors", b"\0" * 5000)
+        archive.writestr("all-mpnet-base-v2/desktop.ini", "junk")
+        archive.writestr("all-mpnet-base-v2/1_Pooling/config.json", "{}")
+    data = buffer.getvalue()
+    site = tmp_path / "site"
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("ISSUELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(embed, "MPNET_PARTS", fake_part_distributions(site, data, 3))
+    monkeypatch.setattr(embed, "MPNET_ZIP_SHA256", hashlib.sha256(data).hexdigest())
+    path = embed.model_path("all-mpnet-base-v2")
+    assert sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()) == [
+        "1_Pooling/config.json", "config.json", "model.safetensors"]  # fmt: skip
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no staging left behind
+    assert embed.model_path("all-mpnet-base-v2") == path  # the cache is reused
+
+    monkeypatch.setenv("ISSUELAB_CACHE", str(tmp_path / "cache2"))
+    monkeypatch.setattr(embed, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(IssuelabError, match="do not make the expected archive"):
+        embed.model_path("all-mpnet-base-v2")
+    assert not list((tmp_path / "cache2/models").iterdir())
+    monkeypatch.setattr(embed, "MPNET_PARTS", ["fake-model-part-404"])
+    with pytest.raises(IssuelabError, match="embed-mpnet"):
+        embed.model_path("all-mpnet-base-v2")
