@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -42,6 +43,9 @@ def test_train_writes_a_complete_run_directory(run_dir, tmp_path):
     }  # fmt: skip
     assert set(json.loads((run_dir / "thresholds.json").read_text())) == {"bug", "enhancement", "documentation", "ci/cd"}
     assert "{title}" in (run_dir / "prompt.txt").read_text()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert run_dir.stat().st_mode & 0o777 == 0o777 & ~mask  # not mkdtemp's 0700: a service user can read it
 
 
 def test_train_refuses_to_overwrite_without_force(cli, toy_config, run_dir, tmp_path):

@@ -153,3 +153,19 @@ def test_import_cli_numbers_rows_across_files(cli, tmp_path):
     assert code == 0, err
     assert "imported 2 issues" in stdout
     assert [i.id for i in read_issues(out, LABELS)] == [1, 3]
+
+
+def test_written_files_get_the_usual_permissions_not_the_temp_files(tmp_path):
+    import os
+
+    from issuelab.data import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json(tmp_path / "report.json", {"a": 1})
+        write_jsonl(tmp_path / "issues.jsonl", [Issue(id=1, title="t", body=None, labels=["bug"])])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644  # readable by others, as open() would make it
+    assert (tmp_path / "issues.jsonl").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["issues.jsonl", "report.json"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
-from .data import Issue, file_sha256
+from .data import Issue, current_umask, file_sha256
 from .engines import create_engine
 from .errors import DataError, IssuelabError
 from .evaluate import ModelMetrics, score_outputs
@@ -140,6 +140,7 @@ def train_run(
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; a service user may need to read the run
     try:
         labeler.save(staging)
         if out_dir.exists():
