@@ -52,6 +52,7 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--set", action="append", default=[], metavar="ENGINE.KEY=VALUE", help="an engine option")
     parser.add_argument("--out", required=True, help="report directory")
+    parser.add_argument("--runs", help="split datasets: keep the trained runs here (default: not kept)")
     args = parser.parse_args()
 
     config = load_config(NLBSE_CONFIG)
@@ -70,8 +71,11 @@ def main() -> int:
         repo = PROJECTS[args.dataset]
         train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
         test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
-        with tempfile.TemporaryDirectory() as runs:  # the runs are not kept: the report is
-            comparison = compare_on_split(config, train, None, test, args.engines, Path(runs))
+        if args.runs:
+            comparison = compare_on_split(config, train, None, test, args.engines, Path(args.runs))
+        else:
+            with tempfile.TemporaryDirectory() as runs:  # the runs are not kept: the report is
+                comparison = compare_on_split(config, train, None, test, args.engines, Path(runs))
     else:
         raise SystemExit(f"--dataset {args.dataset!r}: expected nlbse-multilabel or one of {', '.join(PROJECTS)}")
     files = write_report(comparison, args.out)

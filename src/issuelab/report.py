@@ -184,8 +184,9 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _intro(comparison: Comparison) -> str:
-    data = ", ".join(f"{k} {v}" for k, v in comparison.data.items())
-    return f"Engines compared by {comparison.method} ({data} issues), {len(comparison.label_names)} labels."
+    d = comparison.data
+    held_out = f"{d['issues']} issues" if "folds" in d else f"train {d['train']}, eval {d['eval']}, test {d['test']} issues"
+    return f"Engines compared by {comparison.method} ({held_out}), {len(comparison.label_names)} labels."
 
 
 NOTES = (
