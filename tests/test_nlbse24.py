@@ -34,6 +34,21 @@ def test_benchmark_tfidf_reaches_the_target(tmp_path):
     assert "SetFit" in result.stdout and "cross-repo" in result.stdout
 
 
+def test_compare_benchmark_on_the_pooled_multi_label_task(tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/compare_engines.py"), "--dataset", "nlbse-multilabel", "--folds", "2",
+         "--engines", "tfidf", "--data", str(DATA), "--out", str(out)],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "comparison.json").read_text())
+    (tfidf,) = report["engines"]
+    assert report["data"] == {"issues": 3000, "folds": 2} and tfidf["metrics"]["examples"] == 3000
+    assert tfidf["micro_f1"] > 0.8 and tfidf["metrics"]["labels_per_example"] > 1.5  # two gold labels per issue
+    assert (out / "report.html").stat().st_size > 50_000 and (out / "cooccurrence-tfidf.png").exists()
+
+
 def test_demo_script_runs_the_whole_pipeline(tmp_path):
     env = dict(os.environ, ISSUELAB_DATA=str(DATA.parent), WORK=str(tmp_path / "demo"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
