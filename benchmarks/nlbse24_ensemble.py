@@ -117,7 +117,7 @@ def main() -> int:
     table = {}
     for label, weights in rows.items():
         cells = [per_repo[r]["mixes"][weights] for r in per_repo]
-        shown = ", ".join(f"{n} {w / grid_points:.1f}" for n, w in zip(member_names, weights))
+        shown = ", ".join(f"{n} {w / grid_points:.2f}" for n, w in zip(member_names, weights))
         print(f"{label:<36} " + " ".join(f"{c:>10.4f}" for c in cells) + f" {cross(weights):>10.4f}  {shown}")
         table[label] = {"weights": dict(zip(member_names, [w / grid_points for w in weights])),
                         "per_repo": {r: round(c, 4) for r, c in zip(per_repo, cells)},
