@@ -24,6 +24,7 @@ import numpy as np
 from ..config import Config
 from ..data import Issue
 from ..errors import IssuelabError
+from .heads import probabilities
 
 BUNDLED = "all-MiniLM-L6-v2"
 MPNET = "all-mpnet-base-v2"  # 110M parameters: slower, for a GPU or patient CPU training
@@ -193,6 +194,8 @@ class EmbedEngine:
         import torch
         from tqdm.auto import tqdm
 
+        from .heads import classification_loss
+
         opts = self.options
         hidden = self.encoder.config.hidden_size
         head = torch.nn.Linear(hidden, len(self.labels)).to(self.device)
@@ -217,11 +220,7 @@ class EmbedEngine:
         while step < total:
             for batch in torch.randperm(len(train), generator=generator).split(opts.batch_size):
                 logits = head(self._embed([document(train[i]) for i in batch.tolist()]) * self.scale)
-                y = targets[batch].to(self.device)
-                if self.multi_label:
-                    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
-                else:
-                    loss = torch.nn.functional.cross_entropy(logits, y.argmax(dim=1))
+                loss = classification_loss(logits, targets[batch].to(self.device), self.multi_label)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), 1.0)
                 optimizer.step()
@@ -240,10 +239,7 @@ class EmbedEngine:
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         logits = self._embed_all(list(issues)).astype(np.float64) @ self.coef.T + self.intercept
-        if self.finetuned and not self.multi_label:  # trained with softmax: its probabilities
-            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        return 1.0 / (1.0 + np.exp(-logits))
+        return probabilities(logits, softmax=self.finetuned and not self.multi_label)  # frozen heads are logistic
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import Config
 from ..data import Issue
+from .heads import classification_loss, probabilities
 from .lora import AdapterOptions, _require_lora_extra
 
 
@@ -172,26 +173,15 @@ class HeadEngine:
             self.head.load_state_dict(best_state["head"])
         self.backbone.eval()
         seconds = time.perf_counter() - started
-        self.base_spec = {
-            "spec": base.spec,
-            "path": str(base.path),
-            "license": base.license,
-            "sha256": base.source_sha256,
-        }
         self.info = {
-            "base_model": self.base_spec, "multi_label": self.multi_label, "steps": step,
+            "base_model": base.to_json(), "multi_label": self.multi_label, "steps": step,
             "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),
             "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, step * opts.batch_size), 3),
             "history": history,
         }  # fmt: skip
 
     def _loss(self, logits, y):
-        import torch.nn.functional as F
-
-        logits = logits.float()
-        if self.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, y)
-        return F.cross_entropy(logits, y.argmax(dim=1))
+        return classification_loss(logits, y, self.multi_label)
 
     def _eval_loss(self, eval: list[Issue]) -> float:
         import torch
@@ -221,11 +211,7 @@ class HeadEngine:
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
-        logits = self._all_logits(list(issues)).astype(np.float64)
-        if not self.multi_label:  # trained with softmax: its probabilities
-            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        return 1.0 / (1.0 + np.exp(-logits))
+        return probabilities(self._all_logits(list(issues)), softmax=not self.multi_label)
 
     # -- persistence ---------------------------------------------------------------------------
 

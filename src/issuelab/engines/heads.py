@@ -1,4 +1,7 @@
-"""One logistic regression per label over a feature matrix: the head of `tfidf` and of frozen `embed`."""
+"""Label heads shared by engines: one logistic regression per label over a feature matrix (`tfidf`,
+frozen `embed`), and the loss and probabilities of heads trained with their network (fine-tuned
+`embed`, `head`): binary cross-entropy / sigmoids for multi-label data, cross-entropy / softmax for
+single-label data."""
 
 from __future__ import annotations
 
@@ -25,3 +28,21 @@ def fit_logistic_heads(X, train: Sequence[Issue], labels: Sequence[str], C: floa
         model.fit(X, y)
         coef[k], intercept[k] = model.coef_[0], model.intercept_[0]
     return coef, intercept
+
+
+def classification_loss(logits, targets, multi_label: bool):
+    """targets: a (batch, labels) 0/1 float tensor."""
+    import torch.nn.functional as F
+
+    logits = logits.float()
+    if multi_label:
+        return F.binary_cross_entropy_with_logits(logits, targets)
+    return F.cross_entropy(logits, targets.argmax(dim=1))
+
+
+def probabilities(logits: np.ndarray, softmax: bool) -> np.ndarray:
+    logits = np.asarray(logits, dtype=np.float64)
+    if softmax:
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-logits))

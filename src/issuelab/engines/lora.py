@@ -232,7 +232,7 @@ class LoraEngine:
         model.eval()
         self.model = model
         self.info = {
-            "base_model": {"spec": base.spec, "path": str(base.path), "license": base.license, "sha256": base.source_sha256},
+            "base_model": base.to_json(),
             "steps": step,
             "stopped_early": bad_evals >= opts.patience,
             "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),

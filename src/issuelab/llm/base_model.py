@@ -36,6 +36,10 @@ class BaseModelInfo:
     source_sha256: str = ""
     gguf: Path | None = None  # the quantized original, for the llama.cpp backend
 
+    def to_json(self) -> dict[str, str]:
+        """What a run's manifest records of its base model."""
+        return {"spec": self.spec, "path": str(self.path), "license": self.license, "sha256": self.source_sha256}
+
 
 def resolve_base_model(spec: str = DEFAULT_BASE_MODEL, progress: bool = True) -> BaseModelInfo:
     """Returns a local model directory for `spec`, building the cache on first use."""
