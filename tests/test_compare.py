@@ -93,6 +93,9 @@ def test_compare_flags_are_checked(cli, project):
     assert code == 2 and "--test" in err
     code, _, err = cli("compare", "--config", project / "issuelab.toml", "--data", project / "all.jsonl", "--train", project / "train.jsonl")
     assert code == 2 and "not both" in err
+    code, _, err = cli("compare", "--config", project / "issuelab.toml", "--data", project / "all.jsonl",
+                       "--engines", "tfidf", "tfdif", "--out", project / "typo")  # fmt: skip
+    assert code == 2 and "unknown engine 'tfdif'" in err and not (project / "typo").exists()
 
 
 def fake_result(engine: str, outputs: list[str], latency: float) -> EngineResult:

@@ -212,11 +212,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .compare import compare_crossval, compare_on_split, set_config_engine
     from .data import read_issues
+    from .engines import engine_class
     from .evaluate import format_table
     from .report import write_report
 
     config = _config(args)
     engines = args.engines or DEFAULT_COMPARE_ENGINES
+    for name in engines:  # before any training: a typo in the last engine must not cost the first ones' time
+        engine_class(name)
     names = config.label_names
     if args.data:
         if args.train or args.test:
