@@ -15,12 +15,11 @@ Data sets, both built from the NLBSE'24 CSVs in memory (nothing copied):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir
+from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, parse_setting
 from issuelab.compare import compare_crossval, compare_on_split
 from issuelab.config import Label, load_config
 from issuelab.data import import_issues, write_json
@@ -57,12 +56,8 @@ def main() -> int:
 
     config = load_config(NLBSE_CONFIG)
     for item in args.set:
-        key, _, value = item.partition("=")
+        key, value = parse_setting(item)
         engine, _, option = key.partition(".")
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            pass
         config.train.engine_options.setdefault(engine, {})[option] = value
     data = Path(args.data)
     if args.dataset == "nlbse-multilabel":

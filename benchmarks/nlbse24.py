@@ -12,13 +12,12 @@ repository nlbse2024/issue-report-classification.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, write_report
+from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, parse_setting, write_report
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.evaluate import score_outputs
@@ -30,16 +29,6 @@ PUBLISHED = {  # cross-repo F1 reported by the competition
     "RoBERTa-base": 0.7923,
     "fastText": 0.7184,
 }
-
-
-def parse_setting(item: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main() -> int:

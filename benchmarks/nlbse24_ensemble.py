@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, write_report
+from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, parse_setting, write_report
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.engines import create_engine
@@ -36,17 +36,7 @@ def parse_member(spec: str) -> tuple[str, str, dict]:
     engine, _, options = rest.partition(":")
     if not name or not engine:
         raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
-    parsed = {}
-    for pair in filter(None, options.split(",")):
-        key, _, value = pair.partition("=")
-        for cast in (int, float):
-            try:
-                value = cast(value)
-                break
-            except ValueError:
-                pass
-        parsed[key] = value
-    return name, engine, parsed
+    return name, engine, dict(parse_setting(pair, "--member") for pair in filter(None, options.split(",")))
 
 
 def member_scores(name, engine, options, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:

@@ -139,10 +139,9 @@ def compare_on_split(
     results = []
     for engine in engines:
         print(f"compare: training {engine} on {len(train)} issues", file=sys.stderr)
-        started = time.perf_counter()
         labeler, _ = train_run(config, train, eval, runs_dir / engine, engine=engine, force=True)
-        seconds = time.perf_counter() - started
         scores, predicted = _scores_and_labels(labeler, test)
+        seconds = labeler.manifest["train_seconds"]
         results.append(_result(engine, labeler, test, scores, predicted, seconds, runs_dir / engine, config.label_names))
     data = {"train": len(train), "eval": len(eval or []), "test": len(test)}
     return recommend(Comparison(config.label_names, [i.labels for i in test], results, "split", data))
