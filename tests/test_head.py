@@ -88,8 +88,37 @@ def test_issue_ids_keep_the_title_and_cut_the_body(trained):
     assert ids[: len(tokenizer(f"{title}\n\n")["input_ids"])] == tokenizer(f"{title}\n\n")["input_ids"]
 
 
+def test_frozen_head_learns_from_the_first_layer_and_reloads(tiny_base, tmp_path):
+    issues = make_issues(240, seed=7)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(finetune="no", layers=1, C=1.0)
+    labeler, _ = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="head")
+    assert labeler.engine.backbone.config.num_hidden_layers == 1 and len(labeler.engine.backbone.layers) == 1
+    assert labeler.manifest["engine_info"]["finetuned"] is False
+    assert micro_f1(labeler, issues[200:]) > 0.6  # the commonest label alone: about 0.45
+    scores = labeler.engine.predict_scores(issues[200:])
+    loaded = Labeler.load(tmp_path / "run")
+    assert len(loaded.engine.backbone.layers) == 1
+    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(scores, abs=1e-6)
+    saved = {p.name for p in (tmp_path / "run" / "model").rglob("*") if p.is_file()}
+    assert saved == {"head.safetensors", "engine.json"}  # no adapter: the backbone is the base model's
+
+
+def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
+    from issuelab.errors import IssuelabError
+
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(finetune="no", layers=3)
+    with pytest.raises(IssuelabError, match="layers = 3, but the base model has 2 decoder layers"):
+        train_run(config, make_issues(40, seed=1), None, tmp_path / "run", engine="head")
+
+
 def test_head_options_are_checked():
     with pytest.raises(ValueError, match="multiple of micro_batch_size"):
         HeadOptions(batch_size=8, micro_batch_size=3)
     with pytest.raises(ValueError, match="inference_dtype"):
         HeadOptions(inference_dtype="int8")
+    with pytest.raises(ValueError, match="finetune"):
+        HeadOptions(finetune="auto")
+    with pytest.raises(ValueError, match="layers >= 0"):
+        HeadOptions(layers=-1)

@@ -35,12 +35,17 @@ class HeadOptions(AdapterOptions):
     epochs: float = 3.0
     max_tokens: int = 512
     inference_dtype: str = "auto"  # auto | float32 | bfloat16 (as for lora)
+    finetune: str = "yes"  # yes: LoRA + head trained together; no: frozen backbone, logistic heads
+    layers: int = 0  # decoder layers to run (the first N); 0: all
+    C: float = 0.03  # frozen: inverse regularisation of each logistic regression (standardised features)
 
     def __post_init__(self) -> None:
         if self.inference_dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
-        if self.epochs <= 0 or self.max_tokens < 8:
-            raise ValueError("epochs > 0 and max_tokens >= 8 are required")
+        if self.finetune not in ("yes", "no"):
+            raise ValueError(f'finetune must be "yes" or "no", got {self.finetune!r}')
+        if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.C <= 0:
+            raise ValueError("epochs > 0, max_tokens >= 8, layers >= 0 and C > 0 are required")
         super().__post_init__()
 
 
@@ -57,6 +62,25 @@ def make_head(hidden: int, labels: int):
     import torch
 
     return torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, labels))
+
+
+def load_backbone(path, layers: int):
+    """The base model without its LM head (float32), cut to its first `layers` decoder layers (0: all)."""
+    import torch
+    from transformers import AutoModel
+
+    from ..errors import IssuelabError
+
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    total = backbone.config.num_hidden_layers
+    if layers > total:
+        raise IssuelabError(f"[train.head] layers = {layers}, but the base model has {total} decoder layers")
+    if layers and layers < total:
+        backbone.layers = backbone.layers[:layers]
+        backbone.config.num_hidden_layers = layers
+        if getattr(backbone.config, "layer_types", None):
+            backbone.config.layer_types = backbone.config.layer_types[:layers]
+    return backbone
 
 
 def pad_batch(rows: list[list[int]], pad_id: int):
@@ -96,7 +120,7 @@ class HeadEngine:
         import torch
         from peft import LoraConfig, get_peft_model
         from tqdm.auto import tqdm
-        from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+        from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
         from ..llm.base_model import resolve_base_model
         from ..train import resolve_multi_label
@@ -109,7 +133,9 @@ class HeadEngine:
         base = resolve_base_model(opts.base_model)
         self.tokenizer = AutoTokenizer.from_pretrained(base.path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        backbone = AutoModel.from_pretrained(base.path, dtype=torch.float32, attn_implementation="sdpa")
+        backbone = load_backbone(base.path, opts.layers)
+        if opts.finetune == "no":
+            return self._fit_frozen(backbone, train, base, seed)
         lora = LoraConfig(
             r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
             use_rslora=opts.rslora,
@@ -174,10 +200,26 @@ class HeadEngine:
         self.backbone.eval()
         seconds = time.perf_counter() - started
         self.info = {
-            "base_model": base.to_json(), "multi_label": self.multi_label, "steps": step,
+            "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": step,
             "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),
             "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, step * opts.batch_size), 3),
             "history": history,
+        }  # fmt: skip
+
+    def _fit_frozen(self, backbone, train: list[Issue], base, seed: int) -> None:
+        from ..llm.base_model import inference_dtype
+        from .heads import fit_logistic_heads
+
+        started = time.perf_counter()
+        self.backbone = backbone.to(self.device, inference_dtype(self.options.inference_dtype, self.device)).eval()
+        features = self._all_pooled(train, progress="head: reading issues")
+        self.mean, self.scale = features.mean(0), features.std(0) + 1e-6
+        standardised = (features - self.mean) / self.scale
+        self.coef, self.intercept = fit_logistic_heads(standardised, train, self.labels, self.options.C, True, seed)
+        seconds = time.perf_counter() - started
+        self.info = {
+            "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": False,
+            "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, len(train)), 3),
         }  # fmt: skip
 
     def _loss(self, logits, y):
@@ -197,21 +239,43 @@ class HeadEngine:
 
     # -- inference -----------------------------------------------------------------------------
 
-    def _all_logits(self, issues: list[Issue]) -> np.ndarray:
+    def _batched(self, issues: list[Issue], forward, progress: str | None = None) -> list[np.ndarray]:
+        """forward(rows) on one issue at a time on CPU (no padding work), batches of 8 on a GPU."""
         import torch
+        from tqdm.auto import tqdm
 
         self.backbone.eval()
-        # One issue at a time on CPU (no padding work); batches of 8 on a GPU.
         step = 8 if self.device == "cuda" else 1
         rows = [issue_ids(self.tokenizer, i, self.options.max_tokens) for i in issues]
         out = []
         with torch.inference_mode():
-            for start in range(0, len(rows), step):
-                out.append(self._logits(rows[start : start + step]).float().cpu().numpy())
+            for start in tqdm(range(0, len(rows), step), desc=progress, unit="batch", file=sys.stderr,
+                              disable=True if progress is None else None):  # fmt: skip
+                out.append(forward(rows[start : start + step]).float().cpu().numpy())
+        return out
+
+    def _all_pooled(self, issues: list[Issue], progress: str | None = None) -> np.ndarray:
+        def pooled(rows):
+            ids, mask = pad_batch(rows, self.pad_id)
+            return self._pooled(ids.to(self.device), mask.to(self.device))
+
+        out = self._batched(issues, pooled, progress)
+        return np.concatenate(out) if out else np.zeros((0, self.backbone.config.hidden_size), dtype=np.float32)
+
+    def _all_logits(self, issues: list[Issue]) -> np.ndarray:
+        if not self.finetuned:
+            features = (self._all_pooled(issues).astype(np.float64) - self.mean) / self.scale
+            return features @ self.coef.T + self.intercept
+        out = self._batched(issues, self._logits)
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
 
+    @property
+    def finetuned(self) -> bool:
+        return self.options.finetune == "yes"
+
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
-        return probabilities(self._all_logits(list(issues)), softmax=not self.multi_label)
+        # Frozen heads are one logistic regression per label: sigmoids, as for tfidf.
+        return probabilities(self._all_logits(list(issues)), softmax=self.finetuned and not self.multi_label)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -219,11 +283,12 @@ class HeadEngine:
         from safetensors.numpy import save_file
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.backbone.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
-        save_file(
-            {k: v.detach().float().cpu().numpy() for k, v in self.head.state_dict().items()},
-            directory / "head.safetensors",
-        )
+        if self.finetuned:
+            self.backbone.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
+            weights = {k: v.detach().float().cpu().numpy() for k, v in self.head.state_dict().items()}
+        else:
+            weights = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, directory / "head.safetensors")
         state = {
             "options": asdict(self.options),
             "labels": self.labels,
@@ -237,8 +302,8 @@ class HeadEngine:
         _require_lora_extra()
         import torch
         from peft import PeftModel
-        from safetensors.torch import load_file
-        from transformers import AutoModel, AutoTokenizer
+        from safetensors.numpy import load_file
+        from transformers import AutoTokenizer
 
         from ..llm.base_model import inference_dtype, resolve_base_model
 
@@ -250,13 +315,18 @@ class HeadEngine:
         base = resolve_base_model(options.base_model)
         engine.tokenizer = AutoTokenizer.from_pretrained(base.path)
         engine.pad_id = engine.tokenizer.pad_token_id if engine.tokenizer.pad_token_id is not None else 0
-        backbone = AutoModel.from_pretrained(base.path, dtype=torch.float32, attn_implementation="sdpa")
+        backbone = load_backbone(base.path, options.layers)
+        weights = load_file(directory / "head.safetensors")
+        dtype = inference_dtype(options.inference_dtype, engine.device)
+        if not engine.finetuned:
+            engine.backbone = backbone.to(engine.device, dtype).eval()
+            engine.mean, engine.scale = weights["mean"].astype(np.float64), weights["scale"].astype(np.float64)
+            engine.coef, engine.intercept = weights["coef"].astype(np.float64), weights["intercept"].astype(np.float64)
+            return engine
         # Merged in float32, then cast: answering costs what the base model's prefill costs.
         merged = PeftModel.from_pretrained(backbone, directory / "adapter").merge_and_unload()
-        dtype = inference_dtype(options.inference_dtype, engine.device)
         engine.backbone = merged.to(engine.device, dtype).eval()
-        weights = load_file(directory / "head.safetensors")
         engine.head = make_head(*weights["1.weight"].shape[::-1])
-        engine.head.load_state_dict(weights)
+        engine.head.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
         engine.head.to(engine.device)
         return engine
