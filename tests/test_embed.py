@@ -24,7 +24,9 @@ def encoder(tmp_path_factory):
 def config_for(encoder, extra: str = ""):
     import tomllib
 
-    text = TOY_CONFIG + f'\n[train.embed]\nmodel = "{encoder}"\nmax_tokens = 32\nepochs = 8\nbatch_size = 8\n' + extra
+    text = TOY_CONFIG + (
+        f'\n[train.embed]\nmodel = "{encoder}"\nmax_tokens = 32\nepochs = 8\nbatch_size = 8\ninference_dtype = "float32"\n'
+    ) + extra
     return parse_config(tomllib.loads(text))
 
 
@@ -48,6 +50,25 @@ def test_embed_learns_the_toy_task_and_reloads_identically(encoder, tmp_path, fi
     assert not list((tmp_path / "run").rglob("*.bin")) and not list((tmp_path / "run").rglob("*.pt"))  # safetensors only
 
 
+def test_embed_answers_in_bfloat16_close_to_float32(encoder, tmp_path):
+    import torch
+
+    issues = make_issues(200, seed=8)
+    labeler, _ = train_run(config_for(encoder), issues[:160], None, tmp_path / "run", engine="embed")
+    engine_json = tmp_path / "run/model/engine.json"
+    state = json.loads(engine_json.read_text())
+    state["options"]["inference_dtype"] = "bfloat16"
+    engine_json.write_text(json.dumps(state))
+    loaded = Labeler.load(tmp_path / "run")
+    assert next(loaded.engine.encoder.parameters()).dtype == torch.bfloat16
+    assert next(labeler.engine.encoder.parameters()).dtype == torch.float32  # trained in float32
+    scores = loaded.engine.predict_scores(issues[160:])
+    assert scores.dtype == labeler.engine.predict_scores(issues[160:]).dtype
+    assert scores == pytest.approx(labeler.engine.predict_scores(issues[160:]), abs=0.05)
+    agree = sum(a.labels == b.labels for a, b in zip(loaded.predict(issues[160:]), labeler.predict(issues[160:])))
+    assert agree >= 36  # of 40
+
+
 def test_ensemble_tunes_weights_on_eval_and_reloads(encoder, tmp_path):
     config = config_for(encoder, '\n[train.ensemble]\nengines = ["tfidf", "embed"]\n')
     issues = make_issues(240, seed=4)
@@ -67,6 +88,8 @@ def test_ensemble_options_are_checked():
         parse_config(tomllib.loads(TOY_CONFIG + '\n[train.ensemble]\nengines = ["tfidf"]\n'))
     with pytest.raises(ConfigError, match="finetune must be"):
         parse_config(tomllib.loads(TOY_CONFIG + '\n[train.embed]\nfinetune = "maybe"\n'))
+    with pytest.raises(ConfigError, match="inference_dtype must be"):
+        parse_config(tomllib.loads(TOY_CONFIG + '\n[train.embed]\ninference_dtype = "int8"\n'))
 
 
 def fake_part_distributions(site, archive: bytes, pieces: int) -> list[str]:

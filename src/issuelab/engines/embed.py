@@ -45,10 +45,15 @@ class EmbedOptions:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     C: float = 1.0  # frozen mode: inverse regularisation of each logistic regression
+    # Answering a loaded run: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32
+    # elsewhere (as for lora and head); training always runs in float32.
+    inference_dtype: str = "auto"  # auto | float32 | bfloat16
 
     def __post_init__(self) -> None:
         if self.finetune not in ("auto", "yes", "no"):
             raise ValueError(f'finetune must be "auto", "yes" or "no", got {self.finetune!r}')
+        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
         if self.max_tokens < 8 or self.batch_size < 1 or self.epochs <= 0 or self.C <= 0:
             raise ValueError("max_tokens >= 8, batch_size >= 1, epochs > 0 and C > 0 are required")
 
@@ -134,13 +139,16 @@ class EmbedEngine:
 
     # -- encoder -------------------------------------------------------------------------------
 
-    def _load_encoder(self, path: Path) -> None:
+    def _load_encoder(self, path: Path, for_answering: bool = False) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
+        from ..llm.base_model import inference_dtype
+
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = inference_dtype(self.options.inference_dtype, self.device) if for_answering else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.encoder = AutoModel.from_pretrained(path).to(self.device)
+        self.encoder = AutoModel.from_pretrained(path, dtype=torch.float32).to(self.device, dtype)
 
     def _embed(self, texts: list[str]):
         """Mean-pooled, L2-normalised embeddings (a torch tensor; gradients when training)."""
@@ -148,7 +156,7 @@ class EmbedEngine:
 
         batch = self.tokenizer(texts, truncation=True, max_length=self.options.max_tokens, padding=True, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        hidden = self.encoder(**batch).last_hidden_state
+        hidden = self.encoder(**batch).last_hidden_state.float()  # pooling and norm in float32
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return torch.nn.functional.normalize(pooled, dim=-1)
@@ -257,7 +265,8 @@ class EmbedEngine:
         engine = cls(EmbedOptions(**state["options"]))
         engine.labels, engine.multi_label, engine.finetuned = state["labels"], state["multi_label"], state["finetuned"]
         engine.info = state["info"]
-        engine._load_encoder(directory / "encoder" if engine.finetuned else model_path(engine.options.model))
+        encoder = directory / "encoder" if engine.finetuned else model_path(engine.options.model)
+        engine._load_encoder(encoder, for_answering=True)
         with np.load(directory / "head.npz", allow_pickle=False) as weights:
             engine.coef, engine.intercept = weights["coef"], weights["intercept"]
         return engine
