@@ -109,9 +109,12 @@ class HeadEngine:
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
-    def _logits(self, rows: list[list[int]]):
+    def _pooled_rows(self, rows: list[list[int]]):
         ids, mask = pad_batch(rows, self.pad_id)
-        return self.head(self._pooled(ids.to(self.device), mask.to(self.device)))
+        return self._pooled(ids.to(self.device), mask.to(self.device))
+
+    def _logits(self, rows: list[list[int]]):
+        return self.head(self._pooled_rows(rows))
 
     # -- training ------------------------------------------------------------------------------
 
@@ -255,11 +258,7 @@ class HeadEngine:
         return out
 
     def _all_pooled(self, issues: list[Issue], progress: str | None = None) -> np.ndarray:
-        def pooled(rows):
-            ids, mask = pad_batch(rows, self.pad_id)
-            return self._pooled(ids.to(self.device), mask.to(self.device))
-
-        out = self._batched(issues, pooled, progress)
+        out = self._batched(issues, self._pooled_rows, progress)
         return np.concatenate(out) if out else np.zeros((0, self.backbone.config.hidden_size), dtype=np.float32)
 
     def _all_logits(self, issues: list[Issue]) -> np.ndarray:
