@@ -43,7 +43,7 @@ def member_scores(name, engine, options, repo, data, config, cache: Path) -> tup
     path = cache / f"{name}--{repo.replace('/', '--')}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
-            return saved["scores"], {"train_seconds": float(saved["train_seconds"]), "cached": True}
+            return saved["scores"], {"train_seconds": round(float(saved["train_seconds"]), 1), "cached": True}
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
     started = time.perf_counter()
