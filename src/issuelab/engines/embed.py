@@ -24,6 +24,7 @@ import numpy as np
 from ..config import Config
 from ..data import Issue
 from ..errors import IssuelabError
+from ..llm.base_model import check_inference_dtype
 from .heads import probabilities
 
 BUNDLED = "all-MiniLM-L6-v2"
@@ -52,8 +53,7 @@ class EmbedOptions:
     def __post_init__(self) -> None:
         if self.finetune not in ("auto", "yes", "no"):
             raise ValueError(f'finetune must be "auto", "yes" or "no", got {self.finetune!r}')
-        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
+        check_inference_dtype(self.inference_dtype)
         if self.max_tokens < 8 or self.batch_size < 1 or self.epochs <= 0 or self.C <= 0:
             raise ValueError("max_tokens >= 8, batch_size >= 1, epochs > 0 and C > 0 are required")
 

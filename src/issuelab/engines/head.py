@@ -23,6 +23,7 @@ import numpy as np
 
 from ..config import Config
 from ..data import Issue
+from ..llm.base_model import check_inference_dtype
 from .heads import classification_loss, probabilities
 from .lora import AdapterOptions, _require_lora_extra
 
@@ -40,8 +41,7 @@ class HeadOptions(AdapterOptions):
     C: float = 0.03  # frozen: inverse regularisation of each logistic regression (standardised features)
 
     def __post_init__(self) -> None:
-        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
+        check_inference_dtype(self.inference_dtype)
         if self.finetune not in ("yes", "no"):
             raise ValueError(f'finetune must be "yes" or "no", got {self.finetune!r}')
         if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.C <= 0:

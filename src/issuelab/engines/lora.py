@@ -28,6 +28,7 @@ import numpy as np
 from ..config import Config
 from ..data import Issue
 from ..errors import IssuelabError
+from ..llm.base_model import check_inference_dtype
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -76,8 +77,7 @@ class LoraOptions(AdapterOptions):
             raise ValueError(f'prompt must be "full" or "compact", got {self.prompt!r}')
         if self.backend not in ("auto", "torch", "llamacpp"):
             raise ValueError(f'backend must be "auto", "torch" or "llamacpp", got {self.backend!r}')
-        if self.inference_dtype not in ("auto", "float32", "bfloat16"):
-            raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {self.inference_dtype!r}')
+        check_inference_dtype(self.inference_dtype)
         super().__post_init__()
 
 

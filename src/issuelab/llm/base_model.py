@@ -120,6 +120,15 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+INFERENCE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def check_inference_dtype(setting: str) -> None:
+    """The `inference_dtype` option of lora, head and embed: auto | float32 | bfloat16."""
+    if setting not in INFERENCE_DTYPES:
+        raise ValueError(f'inference_dtype must be "auto", "float32" or "bfloat16", got {setting!r}')
+
+
 def inference_dtype(setting: str, device: str):
     import torch
 
