@@ -1,7 +1,8 @@
 """NLBSE'24: several engines per repository, alone and averaged, cross-repo.
 
 Each member is `NAME=ENGINE[:KEY=VALUE,...]` (engine options as in [train.ENGINE]), trained once per
-repository on its 300 training issues. Its test scores are cached under --scores (one npz per member and
+repository on its 300 training issues. The key `seeds=N` trains the member N times (seeds 0..N-1) and
+averages its normalised scores, as an `ensemble` run that lists the engine N times does. Its test scores are cached under --scores (one npz per member and
 repository), so adding a member or re-mixing never retrains the others. Single-label scores are
 normalised to distributions and averaged. The competition gives no eval split, so the mixing weights
 are shown on a grid: equal weights are chosen blind, the best grid point is chosen on the test set and
@@ -9,6 +10,8 @@ is reported as such.
 
     python benchmarks/nlbse24_ensemble.py --json docs/results/nlbse24-ensemble.json
     python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member mpnet=embed:model=/path/all-mpnet-base-v2
+    python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member mpnet=embed:model=all-mpnet-base-v2 \
+        --member lorahead512=head:layers=13,seeds=2
 """
 
 from __future__ import annotations
@@ -31,29 +34,45 @@ from issuelab.evaluate import score_outputs
 DEFAULT_MEMBERS = ["tfidf=tfidf", "minilm=embed"]
 
 
-def parse_member(spec: str) -> tuple[str, str, dict]:
+def parse_member(spec: str) -> tuple[str, str, dict, int]:
     name, _, rest = spec.partition("=")
     engine, _, options = rest.partition(":")
     if not name or not engine:
         raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
-    return name, engine, dict(parse_setting(pair, "--member") for pair in filter(None, options.split(",")))
+    settings = dict(parse_setting(pair, "--member") for pair in filter(None, options.split(",")))
+    seeds = settings.pop("seeds", 1)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise SystemExit(f"--member {spec!r}: seeds must be a whole number >= 1")
+    return name, engine, settings, seeds
 
 
-def member_scores(name, engine, options, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
-    path = cache / f"{name}--{repo.replace('/', '--')}.npz"
+def normalised(scores: np.ndarray) -> np.ndarray:
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+def member_scores(name, engine, options, seeds, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
+    """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK."""
+    runs = [seed_scores(name if seed == 0 else f"{name}-seed{seed}", engine, options, seed, repo, data, config, cache)
+            for seed in range(seeds)]  # fmt: skip
+    info = {"train_seconds": round(sum(seconds for _, seconds, _ in runs), 1), "cached": all(c for _, _, c in runs)}
+    return sum(normalised(scores) for scores, _, _ in runs) / seeds, info
+
+
+def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> tuple[np.ndarray, float, bool]:
+    path = cache / f"{key}--{repo.replace('/', '--')}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
-            return saved["scores"], {"train_seconds": round(float(saved["train_seconds"]), 1), "cached": True}
+            return saved["scores"], float(saved["train_seconds"]), True
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
     started = time.perf_counter()
     model = create_engine(engine, {**config.engine_options(engine), **options})
-    model.fit(train, None, config, 0)
+    model.fit(train, None, config, seed)
     train_seconds = time.perf_counter() - started
     scores = model.predict_scores(test)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, scores=scores, train_seconds=train_seconds)
-    return scores, {"train_seconds": round(train_seconds, 1), "cached": False}
+    return scores, train_seconds, False
 
 
 def main() -> int:
@@ -78,13 +97,12 @@ def main() -> int:
         test, _ = import_issues(data / "issues_test.csv", names, repos=[repo])
         gold = [i.labels for i in test]
         scores, info = {}, {}
-        for name, engine, options in members:
-            raw, info[name] = member_scores(name, engine, options, repo, data, config, cache)
-            scores[name] = raw / raw.sum(axis=1, keepdims=True)
+        for name, engine, options, seeds in members:
+            scores[name], info[name] = member_scores(name, engine, options, seeds, repo, data, config, cache)
             print(f"{repo:<24} {name:<10} {info[name]}", file=sys.stderr)
         mixes = {}
         for weights in grid:
-            mixed = sum(w / grid_points * scores[name] for w, (name, _, _) in zip(weights, members))
+            mixed = sum(w / grid_points * scores[name] for w, (name, *_) in zip(weights, members))
             outputs = [names[k] for k in mixed.argmax(axis=1)]
             mixes[weights] = score_outputs(repo, gold, outputs, names).macro_f1
         per_repo[repo] = {"mixes": mixes, "members": info}

@@ -122,3 +122,22 @@ def test_head_options_are_checked():
         HeadOptions(finetune="auto")
     with pytest.raises(ValueError, match="layers >= 0"):
         HeadOptions(layers=-1)
+
+
+def test_ensemble_trains_a_repeated_engine_with_the_next_seed(tiny_base, tmp_path):
+    from issuelab.engines import create_engine
+
+    issues = make_issues(120, seed=8, multi_label=False)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"]["epochs"] = 1
+    config.train.engine_options["ensemble"] = {"engines": ["tfidf", "head", "head"], "weights": [2, 1, 1]}
+    labeler, _ = train_run(config, issues[:100], None, tmp_path / "run", engine="ensemble")
+    assert set(labeler.manifest["engine_info"]["weights"]) == {"tfidf", "head", "head-2"}
+    assert {p.name for p in (tmp_path / "run/model").iterdir()} == {"tfidf", "head", "head-2", "ensemble.json"}
+    first, second = (m.predict_scores(issues[100:]) for m in labeler.engine.members[1:])
+    alone = create_engine("head", config.engine_options("head"))
+    alone.fit(issues[:100], None, config, 1)
+    assert second == pytest.approx(alone.predict_scores(issues[100:]), abs=1e-5)  # seed 1, as a run of its own
+    assert abs(first - second).max() > 1e-3
+    loaded = Labeler.load(tmp_path / "run")
+    assert loaded.engine.predict_scores(issues[100:]) == pytest.approx(labeler.engine.predict_scores(issues[100:]), abs=1e-5)

@@ -34,6 +34,20 @@ def test_benchmark_tfidf_reaches_the_target(tmp_path):
     assert "SetFit" in result.stdout and "cross-repo" in result.stdout
 
 
+def test_benchmark_sets_the_options_of_an_ensembles_members(tmp_path):
+    def cross_repo(*args: str) -> float:
+        out = tmp_path / "nlbse24.json"
+        command = [sys.executable, str(ROOT / "benchmarks/nlbse24.py"), "--data", str(DATA), "--repos", "bitcoin/bitcoin"]
+        result = subprocess.run([*command, *args, "--json", str(out)], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(out.read_text())["cross_repo_f1"]
+
+    tfidf = ["--engine", "ensemble", "--set", 'ensemble.engines=["tfidf","tfidf"]']
+    small_c = cross_repo("--engine", "tfidf", "--set", "C=0.01")
+    assert small_c != cross_repo("--engine", "tfidf")  # C matters here
+    assert cross_repo(*tfidf, "--set", "tfidf.C=0.01") == small_c  # two equal members answer as one
+
+
 def test_compare_benchmark_on_the_pooled_multi_label_task(tmp_path):
     out = tmp_path / "report"
     result = subprocess.run(

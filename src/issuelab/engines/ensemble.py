@@ -1,6 +1,8 @@
 """`ensemble`: the scores of several engines, averaged with weights.
 
-Each member is trained with its own `[train.<engine>]` options. Scores are made comparable first:
+Each member is trained with its own `[train.<engine>]` options. An engine listed twice is trained twice,
+the second time with the next seed (its run folder `<engine>-2`): averaging seeds steadies a fine-tuned
+member. Scores are made comparable first:
 for single-label data each member's row is normalised to sum to one (a distribution over labels);
 for multi-label data the members' per-label probabilities are averaged as they are. Weights come from
 `weights`, else are tuned on the eval split (a grid over the simplex, step 0.1, maximising micro F1),
@@ -33,6 +35,16 @@ class EnsembleOptions:
             raise ValueError(f"engines must name two or more of {', '.join(k for k in ENGINES if k != 'ensemble')}; bad: {unknown}")
         if self.weights and (len(self.weights) != len(self.engines) or min(self.weights) < 0 or sum(self.weights) <= 0):
             raise ValueError("weights: one non-negative weight per engine, not all zero")
+
+
+def member_names(engines) -> list[str]:
+    """One name per listed engine: the engine, then `<engine>-2`, `<engine>-3` for repeats."""
+    seen: dict[str, int] = {}
+    names = []
+    for engine in engines:
+        seen[engine] = seen.get(engine, 0) + 1
+        names.append(engine if seen[engine] == 1 else f"{engine}-{seen[engine]}")
+    return names
 
 
 def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
@@ -71,9 +83,9 @@ class EnsembleEngine:
 
         self.multi_label = resolve_multi_label(config.train.multi_label, train)
         self.members = []
-        for name in self.options.engines:
-            member = create_engine(name, config.engine_options(name))
-            member.fit(train, eval, config, seed)
+        for k, engine in enumerate(self.options.engines):
+            member = create_engine(engine, config.engine_options(engine))
+            member.fit(train, eval, config, seed + self.options.engines[:k].count(engine))  # repeats: next seed
             self.members.append(member)
         if self.options.weights:
             self.weights = tuple(self.options.weights)
@@ -83,14 +95,15 @@ class EnsembleEngine:
             self.weights = max(_grid(len(self.members)), key=lambda w: (_micro_f1(self._combine(scores, w), gold, self.multi_label), -np.std(w)))
         else:
             self.weights = tuple(1 / len(self.members) for _ in self.members)
-        self.info = {"weights": dict(zip(self.options.engines, self.weights)), "members": {n: getattr(m, "info", {}) for n, m in zip(self.options.engines, self.members)}}
+        names = member_names(self.options.engines)
+        self.info = {"weights": dict(zip(names, self.weights)), "members": {n: getattr(m, "info", {}) for n, m in zip(names, self.members)}}
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         return self._combine([m.predict_scores(issues) for m in self.members], self.weights)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        for name, member in zip(self.options.engines, self.members):
+        for name, member in zip(member_names(self.options.engines), self.members):
             member.save(directory / name)
         state = {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info}
         (directory / "ensemble.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
@@ -103,5 +116,6 @@ class EnsembleEngine:
         options = state["options"]
         engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"])))
         engine.weights, engine.multi_label, engine.info = tuple(state["weights"]), state["multi_label"], state["info"]
-        engine.members = [engine_class(name).load(directory / name) for name in engine.options.engines]
+        names = member_names(engine.options.engines)
+        engine.members = [engine_class(e).load(directory / n) for e, n in zip(engine.options.engines, names)]
         return engine
