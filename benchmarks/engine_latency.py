@@ -33,19 +33,21 @@ def main() -> int:
     issues, _ = import_issues(Path(args.data) / "issues_test.csv", config.label_names, repos=["facebook/react"])
     issues = issues[: args.issues]
     rows = {}
-    for run in map(Path, args.runs):
+    runs = [Path(r) for r in args.runs]
+    for run in runs:
+        name = run.name if [r.name for r in runs].count(run.name) == 1 else f"{run.parent.name}/{run.name}"
         started = time.perf_counter()
         labeler = Labeler.load(run)
         load = time.perf_counter() - started
         p50, p95 = measure_latency(labeler, issues, len(issues))
         shared = sum(directory_bytes(d) for d in shared_model_dirs(labeler.engine) if d.exists())
-        rows[run.name] = {"engine": labeler.manifest["engine"], "load_s": round(load, 2), "p50_ms": round(p50 * 1000, 1),
+        rows[name] = {"engine": labeler.manifest["engine"], "load_s": round(load, 2), "p50_ms": round(p50 * 1000, 1),
                           "p95_ms": round(p95 * 1000, 1), "run_mb": round(directory_bytes(run) / 1e6, 2),
                           "shared_mb": round(shared / 1e6, 1)}  # fmt: skip
         del labeler
-    print(f"{'run':<16} {'engine':<9} {'load s':>7} {'p50 ms':>8} {'p95 ms':>8} {'run MB':>8} {'shared MB':>10}")
+    print(f"{'run':<24} {'engine':<9} {'load s':>7} {'p50 ms':>8} {'p95 ms':>8} {'run MB':>8} {'shared MB':>10}")
     for name, r in rows.items():
-        print(f"{name:<16} {r['engine']:<9} {r['load_s']:>7.2f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['run_mb']:>8.2f} {r['shared_mb']:>10.1f}")
+        print(f"{name:<24} {r['engine']:<9} {r['load_s']:>7.2f} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['run_mb']:>8.2f} {r['shared_mb']:>10.1f}")
     write_report(args.json, {"machine": machine(), "issues": len(issues), "runs": rows})
     return 0
 
