@@ -49,8 +49,9 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(args.config)
+    settings = dict(parse_setting(item) for item in args.set)
     overrides = {}
-    for key, value in (parse_setting(item) for item in args.set):
+    for key, value in settings.items():
         engine, _, option = key.rpartition(".")
         if engine and engine != args.engine:
             config.train.engine_options.setdefault(engine, {})[option] = value
@@ -84,7 +85,7 @@ def main() -> int:
         "cross_repo_f1": round(cross, 4),
         "train_seconds": round(train_seconds, 2),
         "predict_ms_per_issue": round(1000 * predict_seconds / predicted, 3),
-        "options": dict(parse_setting(item) for item in args.set),
+        "options": settings,
         "machine": machine(),
     }
     width = 40

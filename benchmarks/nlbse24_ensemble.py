@@ -1,9 +1,10 @@
 """NLBSE'24: several engines per repository, alone and averaged, cross-repo.
 
 Each member is `NAME=ENGINE[:KEY=VALUE,...]` (engine options as in [train.ENGINE]), trained once per
-repository on its 300 training issues. The key `seeds=N` trains the member N times (seeds 0..N-1) and
-averages its normalised scores, as an `ensemble` run that lists the engine N times does. Its test scores are cached under --scores (one npz per member and
-repository), so adding a member or re-mixing never retrains the others. Single-label scores are
+repository on its 300 training issues; the key `seeds=N` trains it N times (seeds 0..N-1) and averages
+its normalised scores, as an `ensemble` run that lists the engine N times does. Test scores are cached
+under --scores (one npz per member, seed and repository), so adding a member or re-mixing never
+retrains the others. Single-label scores are
 normalised to distributions and averaged. The competition gives no eval split, so the mixing weights
 are shown on a grid: equal weights are chosen blind, the best grid point is chosen on the test set and
 is reported as such.

@@ -42,10 +42,10 @@ def test_benchmark_sets_the_options_of_an_ensembles_members(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         return json.loads(out.read_text())["cross_repo_f1"]
 
-    tfidf = ["--engine", "ensemble", "--set", 'ensemble.engines=["tfidf","tfidf"]']
+    two_tfidfs = ["--engine", "ensemble", "--set", 'ensemble.engines=["tfidf","tfidf"]']
     small_c = cross_repo("--engine", "tfidf", "--set", "C=0.01")
     assert small_c != cross_repo("--engine", "tfidf")  # C matters here
-    assert cross_repo(*tfidf, "--set", "tfidf.C=0.01") == small_c  # two equal members answer as one
+    assert cross_repo(*two_tfidfs, "--set", "tfidf.C=0.01") == small_c  # two equal members answer as one
 
 
 def test_compare_benchmark_on_the_pooled_multi_label_task(tmp_path):

@@ -37,14 +37,14 @@ class EnsembleOptions:
             raise ValueError("weights: one non-negative weight per engine, not all zero")
 
 
+def repeats(engines) -> list[int]:
+    """How often each listed engine came before: 0 for its first listing, 1 for the second..."""
+    return [list(engines[:k]).count(engine) for k, engine in enumerate(engines)]
+
+
 def member_names(engines) -> list[str]:
-    """One name per listed engine: the engine, then `<engine>-2`, `<engine>-3` for repeats."""
-    seen: dict[str, int] = {}
-    names = []
-    for engine in engines:
-        seen[engine] = seen.get(engine, 0) + 1
-        names.append(engine if seen[engine] == 1 else f"{engine}-{seen[engine]}")
-    return names
+    """One name (and run folder) per listed engine: the engine, then `<engine>-2`, `<engine>-3` for repeats."""
+    return [engine if r == 0 else f"{engine}-{r + 1}" for engine, r in zip(engines, repeats(engines))]
 
 
 def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
@@ -83,9 +83,9 @@ class EnsembleEngine:
 
         self.multi_label = resolve_multi_label(config.train.multi_label, train)
         self.members = []
-        for k, engine in enumerate(self.options.engines):
+        for engine, repeat in zip(self.options.engines, repeats(self.options.engines)):
             member = create_engine(engine, config.engine_options(engine))
-            member.fit(train, eval, config, seed + self.options.engines[:k].count(engine))  # repeats: next seed
+            member.fit(train, eval, config, seed + repeat)
             self.members.append(member)
         if self.options.weights:
             self.weights = tuple(self.options.weights)
