@@ -44,3 +44,15 @@ def parse_setting(item: str, flag: str = "--set") -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def set_engine_options(config, items: list[str], engine: str | None = None) -> dict:
+    """--set ENGINE.KEY=VALUE (or KEY=VALUE for `engine`) written into the config's engine options;
+    returns the settings as given, for the report."""
+    settings = dict(parse_setting(item) for item in items)
+    for key, value in settings.items():
+        owner, _, option = key.rpartition(".")
+        if not (owner or engine):
+            raise SystemExit(f"--set {key}=...: expected ENGINE.KEY=VALUE")
+        config.train.engine_options.setdefault(owner or engine, {})[option] = value
+    return settings

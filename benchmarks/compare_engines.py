@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, parse_setting
+from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, set_engine_options
 from issuelab.compare import compare_crossval, compare_on_split
 from issuelab.config import Label, load_config
 from issuelab.data import import_issues, write_json
@@ -55,10 +55,7 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(NLBSE_CONFIG)
-    for item in args.set:
-        key, value = parse_setting(item)
-        engine, _, option = key.partition(".")
-        config.train.engine_options.setdefault(engine, {})[option] = value
+    set_engine_options(config, args.set)
     data = Path(args.data)
     if args.dataset == "nlbse-multilabel":
         comparison = compare_crossval(config, multilabel_issues(config, data), args.engines, args.folds)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, parse_setting, write_report
+from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, set_engine_options, write_report
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.evaluate import score_outputs
@@ -49,21 +49,14 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(args.config)
-    settings = dict(parse_setting(item) for item in args.set)
-    overrides = {}
-    for key, value in settings.items():
-        engine, _, option = key.rpartition(".")
-        if engine and engine != args.engine:
-            config.train.engine_options.setdefault(engine, {})[option] = value
-        else:
-            overrides[option] = value
+    settings = set_engine_options(config, args.set, args.engine)
     data = Path(args.data)
     results, train_seconds, predict_seconds, predicted = {}, 0.0, 0.0, 0
     for repo in args.repos:
         train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
         test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
         started = time.perf_counter()
-        labeler, _ = fit_labeler(config, train, None, args.engine, args.seed, overrides)
+        labeler, _ = fit_labeler(config, train, None, args.engine, args.seed)
         train_seconds += time.perf_counter() - started
         started = time.perf_counter()
         predictions = labeler.predict(test)

@@ -30,6 +30,7 @@ from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, par
 from issuelab.config import load_config
 from issuelab.data import import_issues
 from issuelab.engines import create_engine
+from issuelab.engines.ensemble import normalise_rows
 from issuelab.evaluate import score_outputs
 
 DEFAULT_MEMBERS = ["tfidf=tfidf", "minilm=embed"]
@@ -47,16 +48,12 @@ def parse_member(spec: str) -> tuple[str, str, dict, int]:
     return name, engine, settings, seeds
 
 
-def normalised(scores: np.ndarray) -> np.ndarray:
-    return scores / scores.sum(axis=1, keepdims=True)
-
-
 def member_scores(name, engine, options, seeds, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
     """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK."""
     runs = [seed_scores(name if seed == 0 else f"{name}-seed{seed}", engine, options, seed, repo, data, config, cache)
             for seed in range(seeds)]  # fmt: skip
     info = {"train_seconds": round(sum(seconds for _, seconds, _ in runs), 1), "cached": all(c for _, _, c in runs)}
-    return sum(normalised(scores) for scores, _, _ in runs) / seeds, info
+    return sum(normalise_rows(scores) for scores, _, _ in runs) / seeds, info
 
 
 def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> tuple[np.ndarray, float, bool]:

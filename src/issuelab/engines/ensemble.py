@@ -47,6 +47,11 @@ def member_names(engines) -> list[str]:
     return [engine if r == 0 else f"{engine}-{r + 1}" for engine, r in zip(engines, repeats(engines))]
 
 
+def normalise_rows(scores: np.ndarray) -> np.ndarray:
+    """Single-label scores as distributions over the labels, so members of any scale average fairly."""
+    return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
+
+
 def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
     ticks = round(1 / step)
     return [tuple(c / ticks for c in combo) + ((ticks - sum(combo)) / ticks,)
@@ -73,7 +78,7 @@ class EnsembleEngine:
 
     def _combine(self, member_scores: list[np.ndarray], weights) -> np.ndarray:
         if not self.multi_label:
-            member_scores = [s / np.clip(s.sum(axis=1, keepdims=True), 1e-12, None) for s in member_scores]
+            member_scores = [normalise_rows(s) for s in member_scores]
         return sum(w * s for w, s in zip(weights, member_scores)) / sum(weights)
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
