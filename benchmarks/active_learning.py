@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from common import NLBSE_CONFIG, machine, nlbse_data_dir, write_report
-from issuelab.active import active_loop
+from issuelab.annotate.active import active_loop
 from issuelab.config import load_config
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 
 
 def main() -> int:

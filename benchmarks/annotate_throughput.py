@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 from common import NLBSE_CONFIG, ROOT, machine, nlbse_data_dir, write_report
-from issuelab.annotate import Teacher, TeacherPrompt, annotate, labeled_records
-from issuelab.annotation_cache import AnnotationCache
+from issuelab.annotate.cache import AnnotationCache
+from issuelab.annotate.run import annotate, labeled_records
+from issuelab.annotate.teachers import Teacher, TeacherPrompt
 from issuelab.config import TeacherConfig, load_config
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 
 sys.path.insert(0, str(ROOT))
-from tests.fake_openai import FakeOpenAI, issue_title  # noqa: E402
+from tests.helpers.fake_openai import FakeOpenAI, issue_title  # noqa: E402
 
 
 def main() -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 from pathlib import Path
 
+from issuelab.config import with_engine_settings
 from issuelab.data import write_json
+from issuelab.errors import ConfigError
+from issuelab.options import parse_setting
 
 ROOT = Path(__file__).resolve().parents[1]
 NLBSE_REPOS = ["facebook/react", "tensorflow/tensorflow", "microsoft/vscode", "bitcoin/bitcoin", "opencv/opencv"]
@@ -35,24 +37,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def parse_setting(item: str, flag: str = "--set") -> tuple[str, object]:
-    """KEY=VALUE from the command line; the value parsed as JSON when it can be (numbers, booleans)."""
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"{flag} {item!r}: expected KEY=VALUE")
+def set_engine_options(config, items: list[str], engine: str | None = None):
+    """--set ENGINE.KEY=VALUE (or KEY=VALUE for `engine`), checked by the engine's options as the CLI's
+    --set is; returns (the config with them, the settings as given, for the report)."""
+    settings = [parse_setting(item) for item in items]
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def set_engine_options(config, items: list[str], engine: str | None = None) -> dict:
-    """--set ENGINE.KEY=VALUE (or KEY=VALUE for `engine`) written into the config's engine options;
-    returns the settings as given, for the report."""
-    settings = dict(parse_setting(item) for item in items)
-    for key, value in settings.items():
-        owner, _, option = key.rpartition(".")
-        if not (owner or engine):
-            raise SystemExit(f"--set {key}=...: expected ENGINE.KEY=VALUE")
-        config.train.engine_options.setdefault(owner or engine, {})[option] = value
-    return settings
+        return with_engine_settings(config, settings, engine), dict(settings)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -22,9 +22,10 @@ from pathlib import Path
 from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, set_engine_options
 from issuelab.compare import compare_crossval, compare_on_split
 from issuelab.config import Label, load_config
-from issuelab.data import import_issues, write_json
-from issuelab.evaluate import format_table
+from issuelab.data import write_json
+from issuelab.importers import import_issues
 from issuelab.report import write_report
+from issuelab.tables import format_table
 
 PROJECTS = {repo.split("/")[1]: repo for repo in NLBSE_REPOS}
 
@@ -55,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(NLBSE_CONFIG)
-    set_engine_options(config, args.set)
+    config, _ = set_engine_options(config, args.set)
     data = Path(args.data)
     if args.dataset == "nlbse-multilabel":
         comparison = compare_crossval(config, multilabel_issues(config, data), args.engines, args.folds)

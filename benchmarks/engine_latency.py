@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from common import NLBSE_CONFIG, machine, nlbse_data_dir, write_report
-from issuelab.compare import directory_bytes, measure_latency, shared_model_dirs
+from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import load_config
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 from issuelab.labeler import Labeler
 
 
@@ -40,7 +40,7 @@ def main() -> int:
         labeler = Labeler.load(run)
         load = time.perf_counter() - started
         p50, p95 = measure_latency(labeler, issues, len(issues))
-        shared = sum(directory_bytes(d) for d in shared_model_dirs(labeler.engine) if d.exists())
+        shared = sum(directory_bytes(d) for d in set(labeler.engine.shared_files()) if d.exists())
         rows[name] = {"engine": labeler.manifest["engine"], "load_s": round(load, 2), "p50_ms": round(p50 * 1000, 1),
                           "p95_ms": round(p95 * 1000, 1), "run_mb": round(directory_bytes(run) / 1e6, 2),
                           "shared_mb": round(shared / 1e6, 1)}  # fmt: skip

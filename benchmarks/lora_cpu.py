@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from common import ROOT, machine, nlbse_data_dir, percentile, write_report
-from issuelab.config import load_config
-from issuelab.data import import_issues
+from issuelab.config import load_config, with_engine_settings
+from issuelab.importers import import_issues
 from issuelab.labeler import Labeler
 from issuelab.train import train_run
 
@@ -38,14 +38,14 @@ def seconds_per_example(engine, issues, full_logits: bool, steps: int) -> float:
     """Forward + backward on single examples through the fitted PEFT model."""
     import torch
 
-    from issuelab.engines.lora import _collate, answer_loss
+    from issuelab.engines.lora import answer_loss, collate_answers
 
     model, encoder = engine.model, engine.encoder
     model.train()
     pad = encoder.tokenizer.pad_token_id or 0
     times = []
     for issue in issues[:steps]:
-        batch = _collate([(encoder.prompt_ids(issue), encoder.answer_ids(issue.labels))], pad)
+        batch = collate_answers([(encoder.prompt_ids(issue), encoder.answer_ids(issue.labels))], pad)
         started = time.perf_counter()
         if full_logits:
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -91,7 +91,8 @@ def main() -> int:
             "answer_logits_s_per_example": round(seconds_per_example(engine, train, False, args.train_steps), 3),
             "full_logits_s_per_example": round(seconds_per_example(engine, train, True, args.train_steps), 3),
         }
-        compact, _ = train_run(config, train, None, Path(tmp) / "compact", engine="lora", overrides={"prompt": "compact"})
+        compact_config = with_engine_settings(config, [("lora.prompt", "compact")])
+        compact, _ = train_run(compact_config, train, None, Path(tmp) / "compact", engine="lora")
         report["train"]["compact_prompt_tokens"] = statistics.median(len(compact.engine.encoder.prompt_ids(i)) for i in train)
         report["train"]["compact_answer_logits_s_per_example"] = round(
             seconds_per_example(compact.engine, train, False, args.train_steps), 3

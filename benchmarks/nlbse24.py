@@ -24,8 +24,8 @@ from pathlib import Path
 
 from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, set_engine_options, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues
-from issuelab.evaluate import score_outputs
+from issuelab.importers import import_issues
+from issuelab.metrics import score_outputs
 from issuelab.train import fit_labeler
 
 PUBLISHED = {  # cross-repo F1 reported by the competition
@@ -49,7 +49,7 @@ def main() -> int:
     args = parser.parse_args()
 
     config = load_config(args.config)
-    settings = set_engine_options(config, args.set, args.engine)
+    config, settings = set_engine_options(config, args.set, args.engine)
     data = Path(args.data)
     results, train_seconds, predict_seconds, predicted = {}, 0.0, 0.0, 0
     for repo in args.repos:

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, parse_setting, write_report
+from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues
-from issuelab.engines import create_engine
 from issuelab.engines.ensemble import normalise_rows
-from issuelab.evaluate import score_outputs
+from issuelab.engines.registry import create_engine
+from issuelab.importers import import_issues
+from issuelab.metrics import score_outputs
+from issuelab.options import parse_setting
+from issuelab.train import make_task
 
 DEFAULT_MEMBERS = ["tfidf=tfidf", "minilm=embed"]
 
@@ -64,8 +66,8 @@ def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> 
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
     started = time.perf_counter()
-    model = create_engine(engine, {**config.engine_options(engine), **options})
-    model.fit(train, None, config, seed)
+    model = create_engine(engine, {**config.engine_options(engine), **options}, config.train.engine_options)
+    model.fit(train, None, make_task(config, train), seed)
     train_seconds = time.perf_counter() - started
     scores = model.predict_scores(test)
     cache.mkdir(parents=True, exist_ok=True)

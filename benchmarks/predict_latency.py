@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import NLBSE_CONFIG, machine, nlbse_data_dir, percentile, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 from issuelab.labeler import Labeler
 from issuelab.train import train_run
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from common import NLBSE_CONFIG, NLBSE_REPOS, nlbse_data_dir, write_report
 from issuelab.config import load_config
 from issuelab.crossval import crossval
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 
 VARIANTS = [
     {}, {"C": 1.0}, {"C": 3.0}, {"C": 30.0}, {"title_repeats": 1}, {"title_repeats": 3},

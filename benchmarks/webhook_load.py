@@ -30,11 +30,11 @@ from pathlib import Path
 
 from common import NLBSE_CONFIG, ROOT, machine, nlbse_data_dir, percentile, write_report
 from issuelab.config import load_config
-from issuelab.data import import_issues
+from issuelab.importers import import_issues
 from issuelab.train import train_run
 
 sys.path.insert(0, str(ROOT))
-from tests.fake_github import FakeGitHub, make_issue  # noqa: E402
+from tests.helpers.fake_github import FakeGitHub, make_issue  # noqa: E402
 
 REPO = "acme/widgets"
 SECRET = "load-test-secret"
@@ -126,10 +126,10 @@ def main() -> int:
         labeler, _ = train_run(config, train, None, run_dir, engine="tfidf")
 
         # Baseline: labeling one issue in-process (predict + policy + the three API calls).
-        from issuelab.action import IssueLabeler
-        from issuelab.github import GitHubClient
+        from issuelab.github.client import GitHubClient
+        from issuelab.github.labeling import GitHubLabeler
 
-        inline = IssueLabeler(labeler, GitHubClient(fake.url, TOKEN))
+        inline = GitHubLabeler(labeler, GitHubClient(fake.url, TOKEN))
         numbers = range(100_001, 100_101)
         started = time.perf_counter()
         for n in numbers:

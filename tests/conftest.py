@@ -1,58 +1,17 @@
+"""Fixtures shared by every test: the toy config file, the CLI run in-process, no network but loopback,
+and the slow tests left out unless asked for (`-m slow`, or any -m naming them)."""
+
 from __future__ import annotations
 
 import ipaddress
-import random
 import socket
 from pathlib import Path
 
 import pytest
 
 from issuelab.cli import main
-from issuelab.data import Issue
 
-TOY_CONFIG = """\
-[project]
-repo = "acme/widgets"
-
-[labels]
-bug = "A reported error or unexpected behavior in the software."
-enhancement = "A request for a new feature or an improvement to an existing one."
-documentation = "Issues related to improving or expanding the documentation."
-"ci/cd" = "Issues related to continuous integration and deployment pipelines."
-
-[train]
-engine = "tfidf"
-seed = 0
-multi_label = "auto"
-
-[policy]
-max_labels = 3
-min_labels = 1
-"""
-
-# Words that signal each label; issues mix them with shared filler, so the task is learnable but not trivial.
-SIGNALS = {
-    "bug": ["crash", "error", "traceback", "broken", "fails", "exception"],
-    "enhancement": ["feature", "support", "add", "option", "would", "propose"],
-    "documentation": ["docs", "readme", "typo", "tutorial", "docstring", "guide"],
-    "ci/cd": ["workflow", "pipeline", "actions", "deploy", "runner", "build"],
-}
-FILLER = ["the", "widget", "when", "using", "version", "please", "thanks", "we", "it", "on", "linux", "config"]
-
-
-def make_issues(n: int, seed: int = 0, multi_label: bool = True) -> list[Issue]:
-    rng = random.Random(seed)
-    names = list(SIGNALS)
-    issues = []
-    for i in range(n):
-        k = rng.choice([1, 1, 2]) if multi_label else 1
-        labels = sorted(rng.sample(names, k), key=names.index)
-        words = [w for label in labels for w in rng.sample(SIGNALS[label], 3)] + rng.sample(FILLER, 6)
-        rng.shuffle(words)
-        title = " ".join(words[:4])
-        body = " ".join(words[4:]) if i % 7 else None  # some issues have no body
-        issues.append(Issue(id=i + 1, title=title, body=body, labels=labels))
-    return issues
+from .helpers import TOY_CONFIG
 
 
 @pytest.fixture
@@ -102,3 +61,13 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests run only when the -m expression names them: `pytest -m "not torch"` stays fast."""
+    if "slow" in (config.option.markexpr or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -12,7 +12,7 @@ import pytest
 
 from issuelab.data import Issue, read_issues, write_jsonl
 
-from .conftest import make_issues
+from .helpers import make_issues
 
 
 @pytest.fixture

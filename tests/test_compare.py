@@ -7,15 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from issuelab.compare import Comparison, EngineResult, recommend, set_config_engine
+from issuelab.compare import Comparison, EngineResult, recommend
 from issuelab.config import load_config
+from issuelab.config_file import set_config_engine
 from issuelab.data import write_jsonl
 from issuelab.errors import ConfigError
-from issuelab.evaluate import score_outputs
+from issuelab.metrics import score_outputs
 from issuelab.report import cooccurrence, precision_recall_curve
 
-from .conftest import FILLER, SIGNALS, TOY_CONFIG, make_issues
-from .tiny_bert import build_tiny_bert
+from .helpers import FILLER, SIGNALS, TOY_CONFIG, make_issues
+from .helpers.tiny_bert import build_tiny_bert
 
 pytest.importorskip("matplotlib", reason="the report extra is not installed: pip install -e '.[report]'")
 

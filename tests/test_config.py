@@ -98,7 +98,7 @@ def test_missing_config_says_how_to_create_one(tmp_path):
 def test_engine_options_are_kept_and_typed():
     config = parse_config({"labels": {"bug": "x"}, "train": {"tfidf": {"C": 3, "word_ngrams": [1, 3]}}})
     assert config.engine_options("tfidf") == {"C": 3, "word_ngrams": [1, 3]}
-    from issuelab.engines import create_engine
+    from issuelab.engines.registry import create_engine
 
     engine = create_engine("tfidf", config.engine_options("tfidf"))
     assert engine.options.C == 3.0 and engine.options.word_ngrams == (1, 3)

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from issuelab.data import Issue, import_issues, read_issues, write_jsonl
+from issuelab.data import Issue, read_issues, write_jsonl
 from issuelab.errors import DataError
+from issuelab.importers import import_issues
 
 LABELS = ["bug", "feature", "question"]
 

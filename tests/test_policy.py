@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from issuelab.config import PolicyConfig
+from issuelab.github.events import issue_state
 from issuelab.policy import IssueState, decide
 
 NAMES = ["bug", "enhancement", "documentation", "ci/cd"]
@@ -64,12 +65,12 @@ def test_removals_are_read_from_the_issue_events():
         {"event": "unlabeled", "label": {"name": "bug"}, "actor": {"login": "maintainer", "type": "User"}},
         {"event": "unlabeled", "label": {"name": "ci/cd"}, "actor": {"login": "tidy[bot]", "type": "Bot"}},
     ]
-    state = IssueState.from_github({"labels": [], "user": {"login": "alice", "type": "User"}}, events)
+    state = issue_state({"labels": [], "user": {"login": "alice", "type": "User"}}, events)
     assert state.removed_by_person == {"bug"}  # a bot's removal is not a person's decision
 
 
 def test_bots_and_listed_authors_are_skipped():
-    bot = IssueState.from_github({"labels": [], "user": {"login": "dependabot[bot]", "type": "Bot"}})
+    bot = issue_state({"labels": [], "user": {"login": "dependabot[bot]", "type": "Bot"}})
     assert run(bot).action == "skip" and "bot" in run(bot).reason
     assert run(bot, policy=dataclasses.replace(POLICY, skip_bots=False)).action == "label"
     listed = IssueState(labels=[], author="Release-Manager")

@@ -10,7 +10,7 @@ from issuelab.data import Issue, read_issues, write_jsonl
 from issuelab.errors import DataError
 from issuelab.split import kfold, split_issues, stratify
 
-from .conftest import make_issues
+from .helpers import make_issues
 
 
 def test_same_seed_same_split_byte_for_byte(cli, toy_config, tmp_path):

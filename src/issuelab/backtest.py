@@ -9,11 +9,14 @@ the added labels come with it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .config import PolicyConfig
-from .data import Issue
+from .data import Issue, read_issues
+from .errors import IssuelabError
 from .labeler import Labeler
+from .metrics import f1
 from .policy import IssueState, decide
 
 
@@ -32,11 +35,10 @@ def recent(issues: Sequence[Issue], last: int | None) -> list[Issue]:
 def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | None = None) -> dict[str, Any]:
     policy = policy or labeler.policy
     aliases = labeler.aliases
-    predictions = labeler.predict(list(issues), progress=True)
     outcomes = {"match": 0, "mismatch": 0, "no prediction": 0}
     rows, counts = [], {"correct": 0, "added": 0, "gold": 0}
-    for issue, prediction in zip(issues, predictions):
-        decision = decide(IssueState(labels=[]), prediction.scores, labeler.label_names, labeler.thresholds,
+    for issue, scores in zip(issues, labeler.scores(list(issues), progress=True)):
+        decision = decide(IssueState(labels=[]), scores, labeler.label_names, labeler.thresholds,
                           labeler.multi_label, policy, aliases)  # fmt: skip
         added, gold = decision.labels, set(issue.labels)
         outcome = "no prediction" if not added else "match" if set(added) <= gold else "mismatch"
@@ -47,9 +49,20 @@ def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | N
         rows.append({"id": issue.id, "gold": issue.labels, "added": added, "outcome": outcome})
     precision = counts["correct"] / counts["added"] if counts["added"] else 0.0
     recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    metrics = dict(counts, precision=round(precision, 5), recall=round(recall, 5), f1=round(f1, 5))
+    micro_f1 = f1(counts["correct"], counts["added"], counts["gold"])
+    metrics = dict(counts, precision=round(precision, 5), recall=round(recall, 5), f1=round(micro_f1, 5))
     return {"issues": len(issues), "outcomes": outcomes, "metrics": metrics, "rows": rows}
+
+
+def backtest_run(model_dir: str | Path, data: str | Path, last: int | None, policy: PolicyConfig | None = None) -> dict[str, Any]:
+    """`issuelab backtest`: the run of `model_dir` on the `last` labeled issues of `data`, whose labels
+    (those of the run, or aliases of them) are the truth."""
+    labeler = Labeler.load(model_dir)
+    issues = read_issues(data, labeler.label_names, aliases=labeler.aliases, drop_unknown=True)
+    issues = recent([i for i in issues if i.labels], last)
+    if not issues:
+        raise IssuelabError(f"{data}: no issue carries a label of the run ({', '.join(labeler.label_names)})")
+    return backtest(labeler, issues, policy)
 
 
 def format_report(result: dict[str, Any], model_name: str) -> str:

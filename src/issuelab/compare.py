@@ -8,8 +8,6 @@ metrics are the ones a run would have. The report itself is written by `issuelab
 
 from __future__ import annotations
 
-import os
-import re
 import statistics
 import sys
 import tempfile
@@ -21,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, load_config
-from .data import Issue
-from .errors import ConfigError, IssuelabError
-from .evaluate import ModelMetrics, expected_calibration_error, score_outputs
-from .labeler import Labeler, gold_matrix
+from .config import Config
+from .crossval import crossval_folds
+from .data import Issue, read_issues
+from .engines.registry import engine_class
+from .errors import IssuelabError
+from .labeler import Labeler, score_matrix
+from .metrics import ModelMetrics, expected_calibration_error, gold_matrix, score_outputs
+from .train import train_run
 
 LATENCY_SAMPLE = 20  # issues labeled one at a time, as the Action and the service do
 TIE_MARGIN = 0.01  # micro F1 this close to the best counts as a tie, broken by latency
@@ -80,21 +81,6 @@ def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def shared_model_dirs(engine: Any) -> set[Path]:
-    """Model files a run loads from outside its directory: the LLM base, a frozen encoder."""
-    if hasattr(engine, "members"):
-        return set().union(*(shared_model_dirs(m) for m in engine.members))
-    dirs = set()
-    base = (getattr(engine, "info", None) or {}).get("base_model")
-    if isinstance(base, dict) and base.get("path"):
-        dirs.add(Path(base["path"]))
-    if engine.name == "embed" and not engine.finetuned:
-        from .engines.embed import model_path
-
-        dirs.add(model_path(engine.options.model))
-    return dirs
-
-
 def measure_latency(labeler: Labeler, issues: Sequence[Issue], sample: int = LATENCY_SAMPLE) -> tuple[float, float]:
     """p50 and p95 seconds per issue, labeling one issue per call after one warm-up call."""
     chosen = list(issues[:sample])
@@ -114,7 +100,7 @@ def _result(engine, labeler, issues, scores, predicted, train_seconds, run_dir, 
     metrics = score_outputs(engine, [i.labels for i in issues], [", ".join(p) for p in predicted], label_names)
     ece = expected_calibration_error(scores, gold_matrix(issues, label_names), labeler.multi_label)
     p50, p95 = measure_latency(labeler, issues)
-    shared = sum(directory_bytes(d) for d in shared_model_dirs(labeler.engine) if d.exists())
+    shared = sum(directory_bytes(d) for d in set(labeler.engine.shared_files()) if d.exists())
     calibration = labeler.manifest.get("calibration") or {}
     return EngineResult(
         engine, metrics, scores, predicted, labeler.multi_label, train_seconds, p50, p95,
@@ -124,16 +110,39 @@ def _result(engine, labeler, issues, scores, predicted, train_seconds, run_dir, 
 
 def _scores_and_labels(labeler: Labeler, issues: Sequence[Issue]) -> tuple[np.ndarray, list[list[str]]]:
     predictions = labeler.predict(list(issues))
-    scores = np.array([[p.scores[name] for name in labeler.label_names] for p in predictions], dtype=float)
-    return scores.reshape(len(issues), len(labeler.label_names)), [p.labels for p in predictions]
+    return score_matrix(predictions, labeler.label_names), [p.labels for p in predictions]
+
+
+def compare(
+    config: Config,
+    engines: Sequence[str],
+    *,
+    data: str | Path | None = None,
+    train: str | Path | None = None,
+    eval: str | Path | None = None,
+    test: str | Path | None = None,
+    folds: int = 5,
+    seed: int | None = None,
+    runs_dir: Path = Path("reports/compare/runs"),
+) -> Comparison:
+    """`issuelab compare`: cross-validation on `data`, or `train` (thresholds on `eval`) scored on `test`."""
+    for name in engines:  # before any training: a typo in the last engine must not cost the first ones' time
+        engine_class(name)
+    names = config.label_names
+    if data:
+        if train or test:
+            raise IssuelabError("give either --data (cross-validation) or --train/--eval/--test (a split), not both")
+        return compare_crossval(config, read_issues(data, names), engines, folds, seed)
+    if not (train and test):
+        raise IssuelabError("give --train and --test (and --eval for thresholds), or --data FILE for cross-validation")
+    eval_issues = read_issues(eval, names) if eval else None
+    return compare_on_split(config, read_issues(train, names), eval_issues, read_issues(test, names), engines, runs_dir)
 
 
 def compare_on_split(
     config: Config, train: list[Issue], eval: list[Issue] | None, test: list[Issue], engines: Sequence[str], runs_dir: Path
 ) -> Comparison:
     """Trains each engine on `train` (thresholds on `eval`), writes its run under runs_dir, scores `test`."""
-    from .train import train_run
-
     if not test:
         raise IssuelabError("compare: the test data is empty")
     results = []
@@ -151,8 +160,6 @@ def compare_crossval(
     config: Config, issues: list[Issue], engines: Sequence[str], folds: int = 5, seed: int | None = None
 ) -> Comparison:
     """Out-of-fold scores for every issue, per engine; the cost columns come from the last fold's model."""
-    from .crossval import crossval_folds
-
     if len(issues) < folds:
         raise IssuelabError(f"compare: {len(issues)} issues cannot make {folds} folds")
     results = []
@@ -192,38 +199,3 @@ def recommend(comparison: Comparison, margin: float = TIE_MARGIN) -> Comparison:
             f"{best.latency_p50 / max(chosen.latency_p50, 1e-9):.1f}x faster"
         )
     return comparison
-
-
-def set_config_engine(path: str | Path, engine: str) -> None:
-    """Sets `engine` in the [train] section of an issuelab.toml, keeping every other line and comment."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config to write the engine into (create it with `issuelab init`)")
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    setting = f'engine = "{engine}"\n'
-    section, header_at, done = None, None, False
-    for k, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("["):
-            section = stripped.split("#")[0].strip()
-            if section == "[train]":
-                header_at = k
-            continue
-        if section == "[train]" and re.match(r"engine\s*=", stripped):
-            comment = line[line.index("#") :] if "#" in line.split("=", 1)[1] else ""
-            lines[k] = f'engine = "{engine}"' + (f"  {comment.rstrip()}\n" if comment else "\n")
-            done = True
-            break
-    if not done and header_at is not None:
-        lines.insert(header_at + 1, setting)
-    elif not done:
-        lines.append(("\n" if lines and lines[-1].strip() else "") + "[train]\n" + setting)
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text("".join(lines), encoding="utf-8")
-    try:
-        if load_config(staging).train.engine != engine:
-            raise ConfigError(f"{path}: could not set [train] engine (left unchanged)")
-    except Exception:
-        staging.unlink()
-        raise
-    os.replace(staging, path)

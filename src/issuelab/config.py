@@ -15,23 +15,20 @@ Layout (see `issuelab init` for a commented starter):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import tomllib
-import types
-import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .data import Label, LabelList
+from .engines.registry import ENGINES, engine_class
 from .errors import ConfigError
+from .options import dataclass_from_dict, suggest
 from .prompt import PLACEHOLDERS, SEED_TEMPLATE
 
-
-@dataclass(frozen=True)
-class Label:
-    name: str
-    description: str
+__all__ = ["Config", "Label", "load_config", "parse_config", "with_engine_settings"]
 
 
 @dataclass
@@ -86,7 +83,7 @@ class PolicyConfig:
 
 
 @dataclass
-class Config:
+class Config(LabelList):
     labels: list[Label]
     project: ProjectConfig = field(default_factory=ProjectConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -97,83 +94,15 @@ class Config:
     aliases: dict[str, str] = field(default_factory=dict)  # a repository's label spelling -> a label
     path: Path | None = None
 
-    @property
-    def label_names(self) -> list[str]:
-        return [label.name for label in self.labels]
-
-    @property
-    def label_pairs(self) -> list[tuple[str, str]]:
-        return [(label.name, label.description) for label in self.labels]
-
     def engine_options(self, engine: str) -> dict[str, Any]:
         return dict(self.train.engine_options.get(engine, {}))
 
 
-def _suggest(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return f"{hint} Known keys: {', '.join(known)}."
-
-
-def _check_type(value: Any, annotation: Any, where: str) -> Any:
-    """Checks a TOML value against a dataclass field's type; ints are accepted for floats."""
-    origin = typing.get_origin(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            if option is type(None) and value is None:
-                return None
-            try:
-                return _check_type(value, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: expected {annotation}, got {value!r}")
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(annotation)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_check_type(v, args[0], where) for v in value)
-        if len(args) != len(value):
-            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_check_type(v, a, where) for v, a in zip(value, args))
-    if origin in (list, dict):
-        expected = origin
-        if not isinstance(value, expected):
-            raise ConfigError(f"{where}: expected a {expected.__name__}, got {value!r}")
-        return value
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if not isinstance(value, annotation):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
-def dataclass_from_dict(cls: type, data: dict[str, Any], where: str):
-    """Builds `cls` from a dict; unknown keys and wrong types are errors naming the key."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"{where}: unknown key '{key}'.{_suggest(key, list(fields))}")
-        values[key] = _check_type(value, hints[key], f"{where}.{key}")
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s): {', '.join(missing)}")
-    try:
-        return cls(**values)
-    except ValueError as e:  # an Options.__post_init__ check
-        raise ConfigError(f"{where}: {e}") from None
+def label_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a label (outputs are comma-separated lines), or None."""
+    if not name.strip() or name != name.strip() or "," in name or "\n" in name:
+        return "a label name must be non-blank, without commas, newlines or surrounding spaces (outputs are comma-separated)"
+    return None
 
 
 _SECTIONS = ("project", "labels", "prompt", "teachers", "annotate", "train", "policy", "aliases")
@@ -182,7 +111,7 @@ _SECTIONS = ("project", "labels", "prompt", "teachers", "annotate", "train", "po
 def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
     for key in data:
         if key not in _SECTIONS:
-            raise ConfigError(f"{source}: unknown section [{key}].{_suggest(key, list(_SECTIONS))}")
+            raise ConfigError(f"{source}: unknown section [{key}].{suggest(key, list(_SECTIONS))}")
 
     raw_labels = data.get("labels")
     if not raw_labels:
@@ -201,11 +130,9 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
             )
         if not isinstance(description, str):
             raise ConfigError(f"{source}: [labels] '{name}': the description must be a string")
-        if not name.strip() or name != name.strip() or "," in name or "\n" in name:
-            raise ConfigError(
-                f"{source}: [labels] '{name}': a label name must be non-blank, without commas, newlines "
-                "or surrounding spaces (outputs are comma-separated)"
-            )
+        problem = label_name_problem(name)
+        if problem:
+            raise ConfigError(f"{source}: [labels] '{name}': {problem}")
         if name.lower() in seen:  # outputs are matched case-insensitively, as in the seed
             raise ConfigError(
                 f"{source}: [labels] duplicate label '{name}' (same as '{seen[name.lower()]}' ignoring case)"
@@ -235,8 +162,6 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
         raise ConfigError(f"{source}: [annotate] min_votes >= 0, max_body_chars >= 1, 0 <= review_below <= 1")
 
     raw_train = dict(data.get("train", {}))
-    from .engines import ENGINES, engine_class  # engines import config types; import here
-
     engine_options = {k: raw_train.pop(k) for k in list(raw_train) if k in ENGINES and isinstance(raw_train[k], dict)}
     train = dataclass_from_dict(TrainConfig, raw_train, f"{source}: [train]")
     if train.engine not in ENGINES:
@@ -299,72 +224,17 @@ def _explain_toml_error(error: tomllib.TOMLDecodeError, text: str) -> str:
     return f"invalid TOML: {message}"
 
 
-STARTER_LABELS = {
-    "bug": "A reported error or unexpected behavior in the software.",
-    "enhancement": "A request for a new feature or an improvement to an existing one.",
-    "documentation": "Issues related to improving or expanding the documentation.",
-    "question": "A user question that requires clarification or guidance.",
-}
-
-
-def toml_string(value: str) -> str:
-    """A TOML basic string (JSON's escapes are valid TOML)."""
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
-
-
-def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = None) -> str:
-    lines = "\n".join(f"{toml_string(name)} = {toml_string(desc)}" for name, desc in (labels or STARTER_LABELS).items())
-    return STARTER_CONFIG.format(repo=repo, labels=lines)
-
-
-STARTER_CONFIG = '''\
-# issuelab project config. Docs: README.md. Every stage reads this file; unknown keys are errors.
-
-[project]
-repo = "{repo}"                # owner/name on GitHub
-
-# The label set, in the order the prompt lists it: name = "description".
-# Quote names with special characters: "ci/cd" = "...". Descriptions guide LLM teachers and models.
-[labels]
-{labels}
-
-# [prompt]
-# template = """..."""          # default: the seed's prompt; placeholders {{labels}} {{example}} {{title}} {{body}}
-
-# Teacher LLMs (any OpenAI-compatible endpoint) for labeling issues; the key is read from api_key_env.
-# [[teachers]]
-# name = "gemini"
-# model = "gemini-2.5-pro"
-# base_url = "https://generativelanguage.googleapis.com/v1beta/openai/"
-# api_key_env = "GEMINI_API_KEY"
-# input_price = 1.25             # USD per million tokens: progress shows the running cost, --max-cost stops
-# output_price = 10.0
-
-# [annotate]
-# min_votes = 0                  # with several teachers: a label needs this many votes (0: a majority)
-# max_body_chars = 4000          # issue bodies are cut to this in teacher prompts
-# review_below = 0.5             # teacher agreement under which an issue is exported for review
-
-[train]
-engine = "tfidf"               # tfidf
-seed = 0
-multi_label = "auto"           # auto: single-label (argmax) when every training issue has one label
-
-# [train.tfidf]                # engine options; see README.md for the full list
-# C = 10.0
-
-[policy]
-max_labels = 3                 # at most this many labels per issue (0: no limit)
-min_labels = 1                 # if no label passes its threshold, take the top one(s); 0: only confident labels
-default_label = ""             # GitHub side: applied when nothing passes (with min_labels = 0)
-dry_run = false                # GitHub side: decide and report, add nothing
-skip_labeled = true            # GitHub side: leave issues that already carry one of [labels]
-skip_bots = true               # GitHub side: leave issues opened by bots
-skip_authors = []              # GitHub side: logins to leave alone
-
-# Other spellings of a label, e.g. a repository's own labels used as training data.
-# [aliases]
-# "type: bug 🐛" = "bug"
-'''
+def with_engine_settings(
+    config: Config, settings: Iterable[tuple[str, Any]], engine: str | None = None, flag: str = "--set"
+) -> Config:
+    """A copy of `config` with engine options set: each key is ENGINE.KEY (or KEY, for `engine`), checked
+    by that engine's Options as it comes, so a typo fails before any training."""
+    options = {name: dict(values) for name, values in config.train.engine_options.items()}
+    for key, value in settings:
+        owner, _, option = key.rpartition(".")
+        owner = owner or engine or ""
+        if owner not in ENGINES:
+            raise ConfigError(f"{flag} {key}=...: expected ENGINE.KEY=VALUE with ENGINE one of {', '.join(ENGINES)}")
+        options.setdefault(owner, {})[option] = value
+        dataclass_from_dict(engine_class(owner).Options, options[owner], f"{flag} {owner}")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, engine_options=options))

@@ -1,8 +1,9 @@
 """K-fold cross-validation: how a repository with a few hundred labeled issues measures itself.
 
 Each fold is predicted by a model trained on the other folds; micro counts are summed over all
-folds (and repeats), so the metrics cover every issue once per repeat. For multi-label data a
-stratified tenth of the training folds is held out to tune the per-label thresholds.
+folds (and repeats), so the metrics cover every issue once per repeat. The task (single- or
+multi-label) is resolved once, on all the issues, so every fold learns the same one; for multi-label
+data a stratified tenth of the training folds is held out to tune the per-label thresholds.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from tqdm.auto import tqdm
 
 from .config import Config
 from .data import Issue
-from .evaluate import ModelMetrics, score_outputs
 from .labeler import Labeler
+from .metrics import ModelMetrics, score_outputs
 from .split import kfold, split_issues
-from .train import fit_labeler, resolve_multi_label
+from .train import fit_labeler, make_task
 
 THRESHOLD_HOLDOUT = 0.1
 
@@ -46,7 +47,7 @@ def crossval_folds(
     """Trains one model per fold and repeat; each sees every issue but the fold's."""
     engine = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
-    multi_label = resolve_multi_label(config.train.multi_label, issues)
+    task = make_task(config, issues)
     bar = tqdm(total=folds * repeats, desc=f"crossval {engine}", unit="fold", disable=None if progress else True)
     for repeat in range(repeats):
         repeat_seed = seed + repeat
@@ -54,10 +55,10 @@ def crossval_folds(
             held_out = set(test_idx)
             rest = [issue for i, issue in enumerate(issues) if i not in held_out]
             eval = None
-            if multi_label:
+            if task.multi_label:
                 rest, eval = split_issues(rest, [1 - THRESHOLD_HOLDOUT, THRESHOLD_HOLDOUT], repeat_seed)
             started = time.perf_counter()
-            labeler, _ = fit_labeler(config, rest, eval, engine, repeat_seed)
+            labeler, _ = fit_labeler(config, rest, eval, engine, repeat_seed, task)
             yield Fold(repeat, repeat_seed, list(test_idx), labeler, time.perf_counter() - started)
             bar.update()
     bar.close()

@@ -1,5 +1,8 @@
-"""The label policy: what the GitHub side may do with a prediction. One function decides; the Action
-and the webhook service both call it.
+"""The label policy: the one place where scores become labels.
+
+`choose_labels` applies a run's thresholds (or the argmax of a single-label run) with `max_labels` and
+`min_labels`: `predict`, `evaluate` and `crossval` see its labels. `decide` is what the GitHub side
+may do with an issue's scores; the Action, the webhook service and `backtest` all call it.
 
 Rules, in order:
 1. skip issues opened by bots (`skip_bots`) and by listed logins (`skip_authors`);
@@ -13,40 +16,56 @@ Labels are only ever added, never removed. `dry_run` decides and reports without
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .config import PolicyConfig
-from .labeler import choose_labels
+
+DEFAULT_THRESHOLD = 0.5  # a label without a tuned threshold
+
+
+def threshold_array(thresholds: Mapping[str, float], label_names: Sequence[str]) -> np.ndarray:
+    """Per-label thresholds in label order (a missing label gets DEFAULT_THRESHOLD)."""
+    return np.array([thresholds.get(name, DEFAULT_THRESHOLD) for name in label_names], dtype=float)
+
+
+def choose_labels(
+    scores: np.ndarray, label_names: Sequence[str], thresholds: np.ndarray, multi_label: bool, policy: PolicyConfig
+) -> list[str]:
+    """Single-label: the argmax. Multi-label: scores at or above their threshold, highest first,
+    at most policy.max_labels; if fewer than policy.min_labels pass, the top ones fill in."""
+    order = np.argsort(-scores, kind="stable")
+    if not multi_label:
+        return [label_names[order[0]]]
+    chosen = [k for k in order if scores[k] >= thresholds[k]]
+    if policy.max_labels:
+        chosen = chosen[: policy.max_labels]
+    for k in order:
+        if len(chosen) >= policy.min_labels:
+            break
+        if k not in chosen:
+            chosen.append(k)
+    return [label_names[k] for k in chosen]
+
+
+def resolve_policy(run_policy: PolicyConfig, override: PolicyConfig | None = None, dry_run: bool = False) -> PolicyConfig:
+    """The policy the GitHub side uses: a config's [policy] when given, else the run's; `dry_run` on top."""
+    policy = override or run_policy
+    return dataclasses.replace(policy, dry_run=True) if dry_run else policy
 
 
 @dataclass
 class IssueState:
-    """What the policy needs to know about an issue on GitHub."""
+    """What the policy needs to know about an issue on GitHub (read by `github.events.issue_state`)."""
 
     labels: list[str]
     author: str = ""
     author_is_bot: bool = False
     removed_by_person: set[str] = field(default_factory=set)
-
-    @classmethod
-    def from_github(cls, issue: dict[str, Any], events: Iterable[dict[str, Any]] = ()) -> IssueState:
-        user = issue.get("user") or {}
-        login = user.get("login", "")
-        removed = set()
-        for event in events:
-            actor = event.get("actor") or {}
-            if event.get("event") == "unlabeled" and not _is_bot(actor) and (event.get("label") or {}).get("name"):
-                removed.add(event["label"]["name"])
-        labels = [label["name"] if isinstance(label, dict) else str(label) for label in issue.get("labels") or []]
-        return cls(labels=labels, author=login, author_is_bot=_is_bot(user), removed_by_person=removed)
-
-
-def _is_bot(user: dict[str, Any]) -> bool:
-    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
 
 
 @dataclass
@@ -105,13 +124,13 @@ def decide(
     removed = {label.lower() for label in state.removed_by_person}
     removed |= {managed[label].lower() for label in removed if label in managed}  # an alias removed: its label too
     score_row = np.array([scores.get(name, 0.0) if name.lower() not in removed else -np.inf for name in label_names])
-    threshold_row = np.array([thresholds.get(name, 0.5) for name in label_names])
+    threshold_row = threshold_array(thresholds, label_names)
     chosen = [name for name in choose_labels(score_row, label_names, threshold_row, multi_label, policy) if name.lower() not in removed]
     present = {label.lower() for label in state.labels}
     chosen = [name for name in chosen if name.lower() not in present]
     note = f"; not re-adding {', '.join(sorted(state.removed_by_person))} (removed by a person)" if removed else ""
     if chosen:
-        passed = "above threshold" if all(scores.get(n, 0) >= thresholds.get(n, 0.5) for n in chosen) else "top score"
+        passed = "above threshold" if all(scores.get(n, 0) >= thresholds.get(n, DEFAULT_THRESHOLD) for n in chosen) else "top score"
         return Decision("label", chosen, f"{passed}{note}", top_scores, policy.dry_run)
     default = policy.default_label
     if default and default.lower() not in removed and default.lower() not in present:

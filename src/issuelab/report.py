@@ -19,7 +19,7 @@ import numpy as np
 from .compare import Comparison, EngineResult
 from .data import write_json
 from .errors import IssuelabError
-from .evaluate import format_table
+from .tables import format_table
 
 COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 

@@ -1,61 +1,73 @@
 """Engines: one protocol, many models.
 
-An engine turns issues into one score in [0, 1] per label. Choosing labels from the scores
-(per-label thresholds, argmax for single-label data, the policy) is shared, in `labeler.py`.
-Nothing is pickled: an engine saves its weights as npz/safetensors/JSON under a directory.
+An engine turns issues into one score in [0, 1] per label. It learns a `Task` (the label set with
+descriptions, single- or multi-label, the prompt) from plain values: it never sees the config, and
+choosing labels from its scores (thresholds, argmax, the policy) is not its business (`issuelab.policy`).
+Engines are found by name in `registry.py`. Nothing is pickled: an engine saves its weights as
+npz/safetensors/JSON under a directory.
 """
 
 from __future__ import annotations
 
-import importlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
+
+from ..data import Label, LabelList
+from ..prompt import SEED_TEMPLATE
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..config import Config
     from ..data import Issue
 
-# name -> "module:Class"; imported on use so that `issuelab --help` stays fast.
-ENGINES: dict[str, str] = {
-    "tfidf": "issuelab.engines.tfidf:TfidfEngine",
-    "lora": "issuelab.engines.lora:LoraEngine",
-    "embed": "issuelab.engines.embed:EmbedEngine",
-    "head": "issuelab.engines.head:HeadEngine",
-    "ensemble": "issuelab.engines.ensemble:EnsembleEngine",
-}
+
+@dataclass(frozen=True)
+class Task(LabelList):
+    """What an engine learns: the labels (in prompt order, with descriptions), whether an issue may
+    carry several (sigmoids and BCE) or exactly one (softmax and CE), and the prompt of LLM engines."""
+
+    labels: tuple[Label, ...]
+    multi_label: bool
+    prompt: str = SEED_TEMPLATE
+
+
+class EngineInfo(TypedDict, total=False):
+    """What an engine reports of its training, recorded as `engine_info` in the run's manifest."""
+
+    multi_label: bool
+    finetuned: bool  # embed, head: the network was trained (not only a head on frozen features)
+    train_seconds: float
+    seconds_per_example: float
+    steps: int  # optimizer steps
+    stopped_early: bool  # lora: patience ran out
+    best_eval_loss: float | None  # the restored weights' eval loss
+    history: list[dict[str, Any]]  # per step: train_loss (and eval_loss where measured)
+    base_model: dict[str, str]  # lora, head: llm.base_model.BaseModelInfo.to_json()
+    weights: dict[str, float]  # ensemble: member name -> weight
+    members: dict[str, EngineInfo]  # ensemble: member name -> its info
 
 
 class Engine(Protocol):
     name: ClassVar[str]
     Options: ClassVar[type]  # a dataclass of the engine's options ([train.<name>] in issuelab.toml)
+    generative: ClassVar[bool]  # answers with text (`generate`), as the lora engine does
+    options: Any
+    info: EngineInfo
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int) -> None:
-        """Learns from `train`; `eval` (may be None) is for early stopping, not thresholds."""
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int) -> None:
+        """Learns `task` from `train`; `eval` (may be None) is for early stopping, not thresholds."""
         ...
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         """Returns an array of shape (len(issues), len(labels)) of scores in [0, 1]."""
         ...
 
+    def shared_files(self) -> list[Path]:
+        """Model files a loaded run reads from outside its directory (a base LLM, a frozen encoder)."""
+        ...
+
     def save(self, directory: Path) -> None: ...
 
     @classmethod
     def load(cls, directory: Path) -> Engine: ...
-
-
-def engine_class(name: str) -> Any:
-    from ..errors import ConfigError
-
-    if name not in ENGINES:
-        raise ConfigError(f"unknown engine '{name}'; known engines: {', '.join(ENGINES)}")
-    module_name, class_name = ENGINES[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def create_engine(name: str, options: dict[str, Any] | None = None) -> Engine:
-    from ..config import dataclass_from_dict
-
-    cls = engine_class(name)
-    return cls(dataclass_from_dict(cls.Options, options or {}, f"[train.{name}]"))

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
-from ..data import Issue
+from ..data import Issue, write_json
+from ..metrics import f1, gold_matrix
+from . import Engine, EngineInfo, Task
+from .registry import ENGINES, create_engine, engine_class
 
 
 @dataclass
@@ -28,8 +31,6 @@ class EnsembleOptions:
     weights: tuple[float, ...] = ()  # empty: tuned on the eval split, or equal without one
 
     def __post_init__(self) -> None:
-        from . import ENGINES
-
         unknown = [e for e in self.engines if e not in ENGINES or e == "ensemble"]
         if len(self.engines) < 2 or unknown:
             raise ValueError(f"engines must name two or more of {', '.join(k for k in ENGINES if k != 'ensemble')}; bad: {unknown}")
@@ -64,59 +65,58 @@ def _micro_f1(scores: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
     else:
         pred = np.zeros_like(gold)
         pred[np.arange(len(scores)), scores.argmax(axis=1)] = True
-    tp = (pred & gold).sum()
-    return 2 * tp / max(1, pred.sum() + gold.sum())
+    return f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum()))
 
 
 class EnsembleEngine:
     name = "ensemble"
     Options = EnsembleOptions
+    generative = False
+    has_members = True  # the registry hands it a factory for its members
 
-    def __init__(self, options: EnsembleOptions | None = None):
+    def __init__(self, options: EnsembleOptions | None = None, make_member: Callable[[str], Engine] = create_engine):
         self.options = options or EnsembleOptions()
-        self.info: dict = {}
+        self.make_member = make_member  # engine name -> an untrained engine with that engine's options
+        self.info: EngineInfo = {}
 
     def _combine(self, member_scores: list[np.ndarray], weights) -> np.ndarray:
         if not self.multi_label:
             member_scores = [normalise_rows(s) for s in member_scores]
         return sum(w * s for w, s in zip(weights, member_scores)) / sum(weights)
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
-        from ..labeler import gold_matrix
-        from ..train import resolve_multi_label
-        from . import create_engine
-
-        self.multi_label = resolve_multi_label(config.train.multi_label, train)
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
+        self.multi_label = task.multi_label
         self.members = []
         for engine, repeat in zip(self.options.engines, repeats(self.options.engines)):
-            member = create_engine(engine, config.engine_options(engine))
-            member.fit(train, eval, config, seed + repeat)
+            member = self.make_member(engine)
+            member.fit(train, eval, task, seed + repeat)
             self.members.append(member)
         if self.options.weights:
             self.weights = tuple(self.options.weights)
         elif eval:
             scores = [m.predict_scores(eval) for m in self.members]
-            gold = gold_matrix(eval, config.label_names).astype(bool)
+            gold = gold_matrix(eval, task.label_names)
             self.weights = max(_grid(len(self.members)), key=lambda w: (_micro_f1(self._combine(scores, w), gold, self.multi_label), -np.std(w)))
         else:
             self.weights = tuple(1 / len(self.members) for _ in self.members)
         names = member_names(self.options.engines)
-        self.info = {"weights": dict(zip(names, self.weights)), "members": {n: getattr(m, "info", {}) for n, m in zip(names, self.members)}}
+        self.info = {"weights": dict(zip(names, self.weights)), "members": {n: m.info for n, m in zip(names, self.members)}}
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         return self._combine([m.predict_scores(issues) for m in self.members], self.weights)
+
+    def shared_files(self) -> list[Path]:
+        return sorted(set().union(*(member.shared_files() for member in self.members)))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         for name, member in zip(member_names(self.options.engines), self.members):
             member.save(directory / name)
-        state = {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info}
-        (directory / "ensemble.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        write_json(directory / "ensemble.json",
+                   {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info})  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path) -> EnsembleEngine:
-        from . import engine_class
-
         state = json.loads((directory / "ensemble.json").read_text(encoding="utf-8"))
         options = state["options"]
         engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"])))

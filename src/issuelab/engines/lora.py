@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,33 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
-from ..data import Issue
+from ..data import Issue, write_json
 from ..errors import IssuelabError
-from ..llm.base_model import check_inference_dtype
-
-TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass
-class AdapterOptions:
-    """The base model and its LoRA adapter: shared by the lora and head engines."""
-
-    base_model: str = "gemma3-270m"  # or a local Hugging Face model directory
-    rank: int = 16
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = TARGET_MODULES
-    rslora: bool = True
-    weight_decay: float = 0.0
-    batch_size: int = 8  # examples per optimizer step
-    micro_batch_size: int = 0  # 0: 8 on a GPU, 1 on CPU (no padding waste); gradients accumulate
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.micro_batch_size < 0 or self.rank < 1:
-            raise ValueError("batch_size and rank must be >= 1, micro_batch_size >= 0")
-        if self.micro_batch_size and self.batch_size % self.micro_batch_size:
-            raise ValueError(f"batch_size {self.batch_size} must be a multiple of micro_batch_size {self.micro_batch_size}")
+from ..llm.adapter import AdapterOptions, lora_config, micro_batch, require_lora_extra
+from ..llm.base_model import check_inference_dtype, pad_token_id
+from ..options import options_from_json
+from ..runtime import device as default_device
+from . import EngineInfo, Task
 
 
 @dataclass
@@ -81,16 +60,7 @@ class LoraOptions(AdapterOptions):
         super().__post_init__()
 
 
-def _require_lora_extra():
-    try:
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError:
-        raise IssuelabError("the lora engine needs the 'lora' extra: pip install 'issuelab[lora]'") from None
-
-
-def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int):
+def collate_answers(batch: list[tuple[list[int], list[int]]], pad_id: int):
     """Right-padded (prompt + answer) rows; answer_mask marks the positions whose next token is an answer token."""
     import torch
 
@@ -120,22 +90,24 @@ def answer_loss(model, batch, reduction: str = "mean"):
 class LoraEngine:
     name = "lora"
     Options = LoraOptions
+    generative = True
 
     def __init__(self, options: LoraOptions | None = None):
         self.options = options or LoraOptions()
         self.model = None  # a PeftModel while training; merged weights after load
         self.encoder = None
         self.decoder = None
-        self.info: dict[str, Any] = {}
+        self.base = None  # llm.base_model.BaseModelInfo
+        self.info: EngineInfo = {}
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
-        _require_lora_extra()
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
+        require_lora_extra()
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
-        from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
@@ -145,26 +117,22 @@ class LoraEngine:
 
         opts = self.options
         set_seed(seed)
-        cuda = torch.cuda.is_available()
-        micro = opts.micro_batch_size or (min(8, opts.batch_size) if cuda else 1)
+        cuda = default_device() == "cuda"
+        micro = micro_batch(opts, default_device())
         accelerator = Accelerator(
             mixed_precision="bf16" if cuda and torch.cuda.is_bf16_supported() else "no",
             gradient_accumulation_steps=max(1, opts.batch_size // micro),
         )
-        base = resolve_base_model(opts.base_model, progress=accelerator.is_main_process)
+        self.base = base = resolve_base_model(opts.base_model, progress=accelerator.is_main_process)
         model, tokenizer = load_base_model(base.path, dtype=torch.float32)  # fp32 master weights; bf16 autocast on GPU
-        self.encoder = PromptEncoder(tokenizer, config.prompt.template, config.label_pairs, opts.max_prompt_tokens, opts.prompt == "full")
-        lora_config = LoraConfig(
-            r=opts.rank, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
-            use_rslora=opts.rslora, task_type="CAUSAL_LM",
-        )  # fmt: skip
-        model = get_peft_model(model, lora_config)
+        self.encoder = PromptEncoder(tokenizer, task.prompt, task.label_pairs, opts.max_prompt_tokens, opts.prompt == "full")
+        model = get_peft_model(model, lora_config(opts, task_type="CAUSAL_LM"))
 
         def encode(issues: list[Issue]) -> list[tuple[list[int], list[int]]]:
             return [(self.encoder.prompt_ids(i), self.encoder.answer_ids(i.labels)) for i in issues]
 
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        collate = lambda batch: _collate(batch, pad_id)  # noqa: E731
+        pad_id = pad_token_id(tokenizer)
+        collate = lambda batch: collate_answers(batch, pad_id)  # noqa: E731
         generator = torch.Generator().manual_seed(seed)
         train_loader = DataLoader(encode(train), batch_size=micro, shuffle=True, collate_fn=collate, generator=generator)
         eval_loader = DataLoader(encode(eval), batch_size=micro, collate_fn=collate) if eval else None
@@ -262,6 +230,9 @@ class LoraEngine:
             return [", ".join(names[k] for k in self.decoder.constrained(i)[0]) for i in issues]
         return [self.decoder.unconstrained(i) for i in issues]
 
+    def shared_files(self) -> list[Path]:
+        return [self.base.path] if self.base else []  # the base model, from the model cache
+
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self, directory: Path) -> None:
@@ -271,13 +242,8 @@ class LoraEngine:
         self.model.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
         if self.model.config.model_type.startswith("gemma3"):  # for the llama.cpp backend
             export_adapter_gguf(directory / "adapter", directory / "adapter.gguf")
-        engine = {
-            "options": asdict(self.options),
-            "template": self.encoder.template,
-            "labels": self.encoder.labels,
-            "info": self.info,
-        }
-        (directory / "engine.json").write_text(json.dumps(engine, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        write_json(directory / "engine.json", {"options": asdict(self.options), "template": self.encoder.template,
+                                               "labels": self.encoder.labels, "info": self.info})  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path, device: str | None = None) -> LoraEngine:
@@ -286,12 +252,12 @@ class LoraEngine:
         from ..llm.tokenizer import FastTokenizer
 
         saved = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
-        options = LoraOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["options"].items()})
+        options = options_from_json(LoraOptions, saved["options"])
         options.backend = os.environ.get("ISSUELAB_LORA_BACKEND", options.backend)
         options.__post_init__()
         engine = cls(options)
         engine.info = saved["info"]
-        base = resolve_base_model(options.base_model, progress=True)
+        engine.base = base = resolve_base_model(options.base_model, progress=True)
         tokenizer = FastTokenizer(base.path)  # no transformers import: the llama.cpp path stays light
         labels = [tuple(pair) for pair in saved["labels"]]
         engine.encoder = PromptEncoder(tokenizer, saved["template"], labels, options.max_prompt_tokens, options.prompt == "full")
@@ -310,7 +276,7 @@ class LoraEngine:
                 )
             engine.decoder = LlamaCppDecoder(base.gguf, directory / "adapter.gguf", engine.encoder, options.max_new_tokens)
             return engine
-        _require_lora_extra()
+        require_lora_extra()
         engine.model = cls._merged_model(base.path, directory / "adapter", options, device)
         engine._make_decoder()
         return engine
@@ -322,24 +288,8 @@ class LoraEngine:
 
         from ..llm.base_model import inference_dtype, load_base_model
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or default_device()
         model, _ = load_base_model(base_path, device=device, dtype=torch.float32)
         # Merged into the base weights in float32, then cast: answering costs what the base model costs.
         merged = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
         return merged.to(inference_dtype(options.inference_dtype, device)).eval()
-
-
-def base_model_outputs(config: Config, issues: list[Issue], base_model: str = "gemma3-270m", max_new_tokens: int = 64) -> list[str]:
-    """Zero-shot, unconstrained answers of a base model to the config's prompt: the seed's 'base model' column."""
-    _require_lora_extra()
-    from tqdm.auto import tqdm
-
-    from ..llm.base_model import load_base_model, resolve_base_model
-    from ..llm.decoding import TorchDecoder
-    from ..llm.encoding import PromptEncoder
-
-    base = resolve_base_model(base_model)
-    model, tokenizer = load_base_model(base.path)
-    encoder = PromptEncoder(tokenizer, config.prompt.template, config.label_pairs)
-    decoder = TorchDecoder(model.eval(), encoder, max_new_tokens)
-    return [decoder.unconstrained(issue) for issue in tqdm(issues, desc="base model", unit="issue", file=sys.stderr, disable=None)]

@@ -20,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
-from ..data import Issue
+from ..data import Issue, write_json
+from ..metrics import gold_matrix
+from ..options import options_from_json
+from . import EngineInfo, Task
+from .linear_heads import fit_logistic_heads
 
 _WORD_RE = re.compile(r"(?u)\b\w\w+\b")
 
@@ -121,9 +124,11 @@ def _fit_block(kind: str, documents: Sequence[str], ngrams: tuple[int, int], opt
 class TfidfEngine:
     name = "tfidf"
     Options = TfidfOptions
+    generative = False
 
     def __init__(self, options: TfidfOptions | None = None):
         self.options = options or TfidfOptions()
+        self.info: EngineInfo = {}
         self.blocks: list[_Block] = []
         self.coef = np.zeros((0, 0), dtype=np.float32)  # (labels, features)
         self.intercept = np.zeros(0, dtype=np.float32)
@@ -156,10 +161,7 @@ class TfidfEngine:
 
     # -- protocol ------------------------------------------------------------------------------
 
-    def fit(self, train: list[Issue], eval: list[Issue] | None, config: Config, seed: int = 0) -> None:
-        from .heads import fit_logistic_heads
-
-        labels = config.label_names
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         opts = self.options
         documents = [_document(issue, opts) for issue in train]
         self.blocks = [
@@ -167,7 +169,8 @@ class TfidfEngine:
             _fit_block("char", documents, opts.char_ngrams, opts),
         ]
         self.coef, self.intercept = fit_logistic_heads(
-            self._matrix(train), train, labels, opts.C, opts.class_weight == "balanced", seed, solver="liblinear"
+            self._matrix(train), gold_matrix(train, task.label_names), opts.C, opts.class_weight == "balanced", seed,
+            solver="liblinear",
         )
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
@@ -176,9 +179,12 @@ class TfidfEngine:
             logits[row] = self.coef[:, idx] @ val + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
+    def shared_files(self) -> list[Path]:
+        return []
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "options.json").write_text(json.dumps(asdict(self.options), indent=2) + "\n", encoding="utf-8")
+        write_json(directory / "options.json", asdict(self.options))
         vocab = {b.kind: b.vocabulary for b in self.blocks}
         (directory / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
         arrays = {f"idf_{b.kind}": b.idf for b in self.blocks}
@@ -186,8 +192,7 @@ class TfidfEngine:
 
     @classmethod
     def load(cls, directory: Path) -> TfidfEngine:
-        raw = json.loads((directory / "options.json").read_text(encoding="utf-8"))
-        options = TfidfOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        options = options_from_json(TfidfOptions, json.loads((directory / "options.json").read_text(encoding="utf-8")))
         engine = cls(options)
         vocab = json.loads((directory / "vocabulary.json").read_text(encoding="utf-8"))
         with np.load(directory / "weights.npz", allow_pickle=False) as weights:

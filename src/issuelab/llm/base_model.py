@@ -151,3 +151,8 @@ def load_base_model(path: Path, device: str = "cpu", dtype=None):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
     return model.to(device), tokenizer
+
+
+def pad_token_id(tokenizer) -> int:
+    """The tokenizer's padding id (0 when it has none: padded positions are masked out anyway)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

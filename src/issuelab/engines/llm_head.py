@@ -1,0 +1,289 @@
+"""`head`: the LLM as a classifier. The base model of the `lora` engine (Gemma 3 270M by default) reads
+the issue once; its hidden states, mean-pooled over the issue's tokens and layer-normalised, go
+through a linear layer with one output per label. LoRA adapts the backbone, the head is trained in
+full: binary cross-entropy for multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
+answering costs the prefill only and every label gets a score.
+
+Input: the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays.
+The run directory holds the LoRA adapter (PEFT safetensors), the head (safetensors) and engine.json;
+the base model comes from the model cache, as for `lora`. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Issue, write_json
+from ..errors import IssuelabError
+from ..llm.adapter import AdapterOptions, lora_config, micro_batch, require_lora_extra
+from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_id, resolve_base_model
+from ..metrics import gold_matrix
+from ..options import options_from_json
+from ..runtime import device as default_device
+from . import EngineInfo, Task
+from .linear_heads import classification_loss, fit_logistic_heads, probabilities
+from .torch_loop import train_loop
+
+
+@dataclass
+class HeadOptions(AdapterOptions):
+    learning_rate: float = 2e-4  # LoRA
+    head_learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    epochs: float = 3.0
+    max_tokens: int = 512
+    inference_dtype: str = "auto"  # auto | float32 | bfloat16 (as for lora)
+    finetune: str = "yes"  # yes: LoRA + head trained together; no: frozen backbone, logistic heads
+    layers: int = 0  # decoder layers to run (the first N); 0: all
+    C: float = 0.03  # frozen: inverse regularisation of each logistic regression (standardised features)
+
+    def __post_init__(self) -> None:
+        check_inference_dtype(self.inference_dtype)
+        if self.finetune not in ("yes", "no"):
+            raise ValueError(f'finetune must be "yes" or "no", got {self.finetune!r}')
+        if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.C <= 0:
+            raise ValueError("epochs > 0, max_tokens >= 8, layers >= 0 and C > 0 are required")
+        super().__post_init__()
+
+
+def issue_ids(tokenizer, issue: Issue, max_tokens: int) -> list[int]:
+    """Token ids of title + blank line + body, at most max_tokens: the body's tail goes first."""
+    head = tokenizer(f"{issue.title}\n\n", add_special_tokens=True)["input_ids"][:max_tokens]
+    body = tokenizer(issue.body or "", add_special_tokens=False)["input_ids"]
+    return head + body[: max(0, max_tokens - len(head))]
+
+
+def make_head(hidden: int, labels: int):
+    """LayerNorm, then one linear output per label: an LLM's pooled states run to large, uneven
+    magnitudes, and normalising them keeps one learning rate right for any base model."""
+    import torch
+
+    return torch.nn.Sequential(torch.nn.LayerNorm(hidden), torch.nn.Linear(hidden, labels))
+
+
+def load_backbone(path, layers: int):
+    """The base model without its LM head (float32), cut to its first `layers` decoder layers (0: all)."""
+    import torch
+    from transformers import AutoModel
+
+    backbone = AutoModel.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    total = backbone.config.num_hidden_layers
+    if layers > total:
+        raise IssuelabError(f"[train.head] layers = {layers}, but the base model has {total} decoder layers")
+    if layers and layers < total:
+        backbone.layers = backbone.layers[:layers]
+        backbone.config.num_hidden_layers = layers
+        if getattr(backbone.config, "layer_types", None):
+            backbone.config.layer_types = backbone.config.layer_types[:layers]
+    return backbone
+
+
+def pad_batch(rows: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, row in enumerate(rows):
+        ids[k, : len(row)] = torch.tensor(row)
+        mask[k, : len(row)] = 1
+    return ids, mask
+
+
+class HeadEngine:
+    name = "head"
+    Options = HeadOptions
+    generative = False
+
+    def __init__(self, options: HeadOptions | None = None):
+        self.options = options or HeadOptions()
+        self.base = None  # llm.base_model.BaseModelInfo
+        self.info: EngineInfo = {}
+
+    def _pooled(self, ids, mask):
+        """Mean of the last hidden states over the issue's tokens (float32)."""
+        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+    def _pooled_rows(self, rows: list[list[int]]):
+        ids, mask = pad_batch(rows, self.pad_id)
+        return self._pooled(ids.to(self.device), mask.to(self.device))
+
+    def _logits(self, rows: list[list[int]]):
+        return self.head(self._pooled_rows(rows))
+
+    # -- training ------------------------------------------------------------------------------
+
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
+        require_lora_extra()
+        import torch
+        from peft import get_peft_model
+        from transformers import AutoTokenizer
+
+        opts = self.options
+        torch.manual_seed(seed)
+        self.labels = task.label_names
+        self.multi_label = task.multi_label
+        self.device = default_device()
+        self.base = base = resolve_base_model(opts.base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(base.path)
+        self.pad_id = pad_token_id(self.tokenizer)
+        backbone = load_backbone(base.path, opts.layers)
+        if opts.finetune == "no":
+            return self._fit_frozen(backbone, train, seed)
+        self.backbone = get_peft_model(backbone, lora_config(opts)).to(self.device)
+        self.head = make_head(backbone.config.hidden_size, len(self.labels)).to(self.device)
+        torch.nn.init.zeros_(self.head[1].weight)  # start from the label priors, not from noise
+
+        rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
+        targets = torch.from_numpy(gold_matrix(train, self.labels).astype(np.float32))
+        with torch.no_grad():  # bias = log-odds of each label: the first steps are not spent learning priors
+            prior = targets.mean(0).clamp(1e-3, 1 - 1e-3)
+            self.head[1].bias.copy_(torch.log(prior / (1 - prior)) if self.multi_label else torch.log(prior))
+
+        def loss_of(batch: list[int]):
+            return self._loss(self._logits([rows[i] for i in batch]), targets[batch].to(self.device))
+
+        started = time.perf_counter()
+        self.backbone.train()
+        result = train_loop(
+            [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": opts.learning_rate},
+             {"params": self.head.parameters(), "lr": opts.head_learning_rate}],
+            len(train), loss_of, seed=seed, epochs=opts.epochs, batch_size=opts.batch_size,
+            micro_batch_size=micro_batch(opts, self.device), weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio,
+            bf16_autocast=self.device == "cuda" and torch.cuda.is_bf16_supported(),
+            eval_loss=(lambda: self._eval_loss(eval)) if eval else None,
+            snapshot=self._trainable_state, restore=self._load_trainable_state, desc="head: training",
+        )  # fmt: skip
+        self.backbone.eval()
+        seconds = time.perf_counter() - started
+        self.info = {
+            "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
+            "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),
+            "seconds_per_example": round(seconds / max(1, result.steps * opts.batch_size), 3), "history": result.history,
+        }  # fmt: skip
+
+    def _fit_frozen(self, backbone, train: list[Issue], seed: int) -> None:
+        started = time.perf_counter()
+        self.backbone = backbone.to(self.device, inference_dtype(self.options.inference_dtype, self.device)).eval()
+        features = self._all_pooled(train, progress="head: reading issues")
+        self.mean, self.scale = features.mean(0), features.std(0) + 1e-6
+        standardised = (features - self.mean) / self.scale
+        self.coef, self.intercept = fit_logistic_heads(standardised, gold_matrix(train, self.labels), self.options.C, True, seed)
+        seconds = time.perf_counter() - started
+        self.info = {
+            "base_model": self.base.to_json(), "multi_label": self.multi_label, "finetuned": False,
+            "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, len(train)), 3),
+        }  # fmt: skip
+
+    def _loss(self, logits, y):
+        return classification_loss(logits, y, self.multi_label)
+
+    def _eval_loss(self, eval: list[Issue]) -> float:
+        import torch
+
+        targets = torch.from_numpy(gold_matrix(eval, self.labels).astype(np.float32))
+        logits = torch.from_numpy(self._all_logits(eval))
+        self.backbone.train()
+        return self._loss(logits, targets).item()
+
+    def _trainable_state(self) -> dict:
+        backbone = {k: v.detach().cpu().clone() for k, v in self.backbone.state_dict().items() if "lora_" in k}
+        return {"backbone": backbone, "head": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()}}
+
+    def _load_trainable_state(self, state: dict) -> None:
+        self.backbone.load_state_dict(state["backbone"], strict=False)
+        self.head.load_state_dict(state["head"])
+
+    # -- inference -----------------------------------------------------------------------------
+
+    def _batched(self, issues: list[Issue], forward, progress: str | None = None) -> list[np.ndarray]:
+        """forward(rows) on one issue at a time on CPU (no padding work), batches of 8 on a GPU."""
+        import torch
+        from tqdm.auto import tqdm
+
+        self.backbone.eval()
+        step = 8 if self.device == "cuda" else 1
+        rows = [issue_ids(self.tokenizer, i, self.options.max_tokens) for i in issues]
+        out = []
+        with torch.inference_mode():
+            for start in tqdm(range(0, len(rows), step), desc=progress, unit="batch", file=sys.stderr,
+                              disable=True if progress is None else None):  # fmt: skip
+                out.append(forward(rows[start : start + step]).float().cpu().numpy())
+        return out
+
+    def _all_pooled(self, issues: list[Issue], progress: str | None = None) -> np.ndarray:
+        out = self._batched(issues, self._pooled_rows, progress)
+        return np.concatenate(out) if out else np.zeros((0, self.backbone.config.hidden_size), dtype=np.float32)
+
+    def _all_logits(self, issues: list[Issue]) -> np.ndarray:
+        if not self.finetuned:
+            features = (self._all_pooled(issues).astype(np.float64) - self.mean) / self.scale
+            return features @ self.coef.T + self.intercept
+        out = self._batched(issues, self._logits)
+        return np.concatenate(out) if out else np.zeros((0, len(self.labels)), dtype=np.float32)
+
+    @property
+    def finetuned(self) -> bool:
+        return self.options.finetune == "yes"
+
+    def predict_scores(self, issues: list[Issue]) -> np.ndarray:
+        # Frozen heads are one logistic regression per label: sigmoids, as for tfidf.
+        return probabilities(self._all_logits(list(issues)), softmax=self.finetuned and not self.multi_label)
+
+    def shared_files(self) -> list[Path]:
+        return [self.base.path] if self.base else []  # the base model, from the model cache
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        from safetensors.numpy import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        if self.finetuned:
+            self.backbone.save_pretrained(directory / "adapter")  # adapter_model.safetensors + adapter_config.json
+            weights = {k: v.detach().float().cpu().numpy() for k, v in self.head.state_dict().items()}
+        else:
+            weights = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
+        save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, directory / "head.safetensors")
+        write_json(directory / "engine.json",
+                   {"options": asdict(self.options), "labels": self.labels, "multi_label": self.multi_label, "info": self.info})  # fmt: skip
+
+    @classmethod
+    def load(cls, directory: Path, device: str | None = None) -> HeadEngine:
+        require_lora_extra()
+        import torch
+        from peft import PeftModel
+        from safetensors.numpy import load_file
+        from transformers import AutoTokenizer
+
+        state = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
+        options = options_from_json(HeadOptions, state["options"])
+        engine = cls(options)
+        engine.labels, engine.multi_label, engine.info = state["labels"], state["multi_label"], state["info"]
+        engine.device = device or default_device()
+        engine.base = base = resolve_base_model(options.base_model)
+        engine.tokenizer = AutoTokenizer.from_pretrained(base.path)
+        engine.pad_id = pad_token_id(engine.tokenizer)
+        backbone = load_backbone(base.path, options.layers)
+        weights = load_file(directory / "head.safetensors")
+        dtype = inference_dtype(options.inference_dtype, engine.device)
+        if not engine.finetuned:
+            engine.backbone = backbone.to(engine.device, dtype).eval()
+            engine.mean, engine.scale = weights["mean"].astype(np.float64), weights["scale"].astype(np.float64)
+            engine.coef, engine.intercept = weights["coef"].astype(np.float64), weights["intercept"].astype(np.float64)
+            return engine
+        # Merged in float32, then cast: answering costs what the base model's prefill costs.
+        merged = PeftModel.from_pretrained(backbone, directory / "adapter").merge_and_unload()
+        engine.backbone = merged.to(engine.device, dtype).eval()
+        engine.head = make_head(*weights["1.weight"].shape[::-1])
+        engine.head.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+        engine.head.to(engine.device)
+        return engine

@@ -1,0 +1,144 @@
+"""The head engine (LLM backbone + LoRA + a linear layer per label) on a tiny random Gemma 3, on CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("peft", reason="the lora extra is not installed: pip install -e '.[lora]'")
+
+from issuelab.config import parse_config  # noqa: E402
+from issuelab.engines.llm_head import HeadOptions, issue_ids  # noqa: E402
+from issuelab.labeler import Labeler  # noqa: E402
+from issuelab.train import train_run  # noqa: E402
+
+from ..helpers import FILLER, SIGNALS, TOY_CONFIG, make_issues  # noqa: E402
+from ..helpers.tiny_gemma import build_tiny_gemma  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    corpus = [" ".join(words) for words in SIGNALS.values()] + [" ".join(FILLER)] * 3
+    return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"), corpus, vocab_size=200)
+
+
+def config_for(base, multi_label: str = "auto"):
+    import tomllib
+
+    text = TOY_CONFIG.replace('multi_label = "auto"', f'multi_label = "{multi_label}"') + (
+        f'\n[train.head]\nbase_model = "{base}"\nmax_tokens = 48\nepochs = 6\nbatch_size = 8\nmicro_batch_size = 8\n'
+        'learning_rate = 5e-3\nhead_learning_rate = 2e-2\nrank = 8\ninference_dtype = "float32"\n'
+    )
+    return parse_config(tomllib.loads(text))
+
+
+def micro_f1(labeler, issues) -> float:
+    predictions = labeler.predict(issues)
+    tp = sum(len(set(p.labels) & set(i.labels)) for p, i in zip(predictions, issues))
+    return 2 * tp / (sum(len(p.labels) for p in predictions) + sum(len(i.labels) for i in issues))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_base, tmp_path_factory):
+    issues = make_issues(240, seed=5)
+    run = tmp_path_factory.mktemp("head") / "run"
+    labeler, _ = train_run(config_for(tiny_base), issues[:160], issues[160:200], run, engine="head")
+    return labeler, run, issues[200:]
+
+
+def test_head_learns_a_multi_label_task_with_bce(trained):
+    labeler, _, test = trained
+    info = labeler.manifest["engine_info"]
+    assert info["multi_label"] is True
+    losses = [r["train_loss"] for r in info["history"]]
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    assert micro_f1(labeler, test) > 0.6  # always answering the commonest label scores about 0.45 here
+    scores = labeler.engine.predict_scores(test)
+    assert scores.shape == (len(test), 4) and ((scores >= 0) & (scores <= 1)).all()
+    assert abs(scores.sum(axis=1) - 1.0).max() > 0.1  # independent sigmoids, not a distribution
+
+
+def test_head_reloads_identically_from_safetensors(trained):
+    labeler, run, test = trained
+    loaded = Labeler.load(run)
+    assert loaded.engine.predict_scores(test) == pytest.approx(labeler.engine.predict_scores(test), abs=1e-5)
+    saved = {p.relative_to(run / "model").as_posix() for p in (run / "model").rglob("*") if p.is_file()}
+    assert {"head.safetensors", "adapter/adapter_model.safetensors", "engine.json"} <= saved
+    assert not [p for p in saved if p.endswith((".bin", ".pt", ".pkl"))]
+
+
+def test_head_on_single_label_data_gives_distributions(tiny_base, tmp_path):
+    issues = make_issues(120, seed=6, multi_label=False)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"]["epochs"] = 1
+    labeler, _ = train_run(config, issues[:100], None, tmp_path / "run", engine="head")
+    assert labeler.manifest["engine_info"]["multi_label"] is False
+    scores = labeler.engine.predict_scores(issues[100:])
+    assert scores.sum(axis=1) == pytest.approx(1.0)
+    assert all(len(p.labels) == 1 for p in labeler.predict(issues[100:]))
+
+
+def test_issue_ids_keep_the_title_and_cut_the_body(trained):
+    labeler, _, _ = trained
+    tokenizer = labeler.engine.tokenizer
+    title = "crash error"
+    issue = make_issues(1)[0]
+    issue.title, issue.body = title, " ".join(["docs"] * 500)
+    ids = issue_ids(tokenizer, issue, 16)
+    assert len(ids) == 16
+    assert ids[: len(tokenizer(f"{title}\n\n")["input_ids"])] == tokenizer(f"{title}\n\n")["input_ids"]
+
+
+def test_frozen_head_learns_from_the_first_layer_and_reloads(tiny_base, tmp_path):
+    issues = make_issues(240, seed=7)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(finetune="no", layers=1, C=1.0)
+    labeler, _ = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="head")
+    assert labeler.engine.backbone.config.num_hidden_layers == 1 and len(labeler.engine.backbone.layers) == 1
+    assert labeler.manifest["engine_info"]["finetuned"] is False
+    assert micro_f1(labeler, issues[200:]) > 0.6  # the commonest label alone: about 0.45
+    scores = labeler.engine.predict_scores(issues[200:])
+    loaded = Labeler.load(tmp_path / "run")
+    assert len(loaded.engine.backbone.layers) == 1
+    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(scores, abs=1e-6)
+    saved = {p.name for p in (tmp_path / "run" / "model").rglob("*") if p.is_file()}
+    assert saved == {"head.safetensors", "engine.json"}  # no adapter: the backbone is the base model's
+
+
+def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
+    from issuelab.errors import IssuelabError
+
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(finetune="no", layers=3)
+    with pytest.raises(IssuelabError, match="layers = 3, but the base model has 2 decoder layers"):
+        train_run(config, make_issues(40, seed=1), None, tmp_path / "run", engine="head")
+
+
+def test_head_options_are_checked():
+    with pytest.raises(ValueError, match="multiple of micro_batch_size"):
+        HeadOptions(batch_size=8, micro_batch_size=3)
+    with pytest.raises(ValueError, match="inference_dtype"):
+        HeadOptions(inference_dtype="int8")
+    with pytest.raises(ValueError, match="finetune"):
+        HeadOptions(finetune="auto")
+    with pytest.raises(ValueError, match="layers >= 0"):
+        HeadOptions(layers=-1)
+
+
+def test_ensemble_trains_a_repeated_engine_with_the_next_seed(tiny_base, tmp_path):
+    from issuelab.engines.registry import create_engine
+    from issuelab.train import make_task
+
+    issues = make_issues(120, seed=8, multi_label=False)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"]["epochs"] = 1
+    config.train.engine_options["ensemble"] = {"engines": ["tfidf", "head", "head"], "weights": [2, 1, 1]}
+    labeler, _ = train_run(config, issues[:100], None, tmp_path / "run", engine="ensemble")
+    assert set(labeler.manifest["engine_info"]["weights"]) == {"tfidf", "head", "head-2"}
+    assert {p.name for p in (tmp_path / "run/model").iterdir()} == {"tfidf", "head", "head-2", "ensemble.json"}
+    first, second = (m.predict_scores(issues[100:]) for m in labeler.engine.members[1:])
+    alone = create_engine("head", config.engine_options("head"))
+    alone.fit(issues[:100], None, make_task(config, issues[:100]), 1)
+    assert second == pytest.approx(alone.predict_scores(issues[100:]), abs=1e-5)  # seed 1, as a run of its own
+    assert abs(first - second).max() > 1e-3
+    loaded = Labeler.load(tmp_path / "run")
+    assert loaded.engine.predict_scores(issues[100:]) == pytest.approx(labeler.engine.predict_scores(issues[100:]), abs=1e-5)

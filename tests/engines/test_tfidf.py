@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from issuelab.config import PolicyConfig, load_config
+from issuelab.data import Issue, Label
+from issuelab.engines import Task
+from issuelab.engines.registry import create_engine
+from issuelab.engines.tfidf import TfidfEngine, TfidfOptions
+from issuelab.labeler import Labeler
+from issuelab.policy import choose_labels
+from issuelab.thresholds import tune_thresholds
+from issuelab.train import fit_labeler
+
+from ..helpers import make_issues
+
+TOY_TASK = Task(tuple(Label(name, "") for name in ["bug", "enhancement", "documentation", "ci/cd"]), multi_label=True)
+
+
+def test_learns_a_multilabel_task(toy_config):
+    config = load_config(toy_config)
+    train, eval, test = make_issues(300, seed=1), make_issues(60, seed=2), make_issues(100, seed=3)
+    labeler, eval_metrics = fit_labeler(config, train, eval)
+    assert labeler.multi_label
+    assert eval_metrics.f1 > 0.85
+    predictions = labeler.predict(test)
+    hits = sum(set(p.labels) == set(i.labels) for p, i in zip(predictions, test))
+    assert hits / len(test) > 0.7
+    assert all(1 <= len(p.labels) <= 3 for p in predictions)
+    assert all(set(p.scores) == set(config.label_names) for p in predictions)
+    assert all(0.0 <= s <= 1.0 for p in predictions for s in p.scores.values())
+
+
+def test_single_label_data_predicts_exactly_one_label(toy_config):
+    config = load_config(toy_config)
+    labeler, metrics = fit_labeler(config, make_issues(200, multi_label=False), make_issues(40, seed=5, multi_label=False))
+    assert not labeler.multi_label
+    assert metrics.labels_per_example == 1.0 and metrics.f1 > 0.85
+
+
+def test_save_load_gives_the_same_scores_without_pickle(toy_config, tmp_path):
+    config = load_config(toy_config)
+    labeler, _ = fit_labeler(config, make_issues(200), make_issues(40, seed=4))
+    labeler.save(tmp_path / "run")
+    loaded = Labeler.load(tmp_path / "run")
+    test = make_issues(50, seed=9)
+    np.testing.assert_array_equal(labeler.engine.predict_scores(test), loaded.engine.predict_scores(test))
+    assert [p.labels for p in labeler.predict(test)] == [p.labels for p in loaded.predict(test)]
+    files = sorted(p.name for p in (tmp_path / "run").rglob("*") if p.is_file())
+    assert files == sorted(["labels.json", "manifest.json", "options.json", "prompt.txt", "thresholds.json", "vocabulary.json", "weights.npz"])
+    with np.load(tmp_path / "run" / "model" / "weights.npz", allow_pickle=False) as weights:
+        assert all(weights[k].dtype != object for k in weights.files)
+
+
+def test_label_with_no_positives_gets_a_low_score():
+    engine = TfidfEngine(TfidfOptions(min_df=1))
+    train = [i for i in make_issues(100) if "ci/cd" not in i.labels]
+    engine.fit(train, None, TOY_TASK)
+    scores = engine.predict_scores(make_issues(20, seed=1))
+    assert (scores[:, 3] < 0.01).all()
+    assert scores[:, :3].max() > 0.5
+
+
+def test_empty_and_unseen_text_still_scores():
+    engine = TfidfEngine()
+    engine.fit(make_issues(100), None, TOY_TASK)
+    scores = engine.predict_scores([Issue(1, "", None), Issue(2, "zzzz qqqq", "")])
+    assert scores.shape == (2, 4) and np.isfinite(scores).all()
+
+
+def test_tune_thresholds_maximises_f1_and_falls_back_with_few_positives():
+    scores = np.array([[0.9, 0.9], [0.8, 0.1], [0.6, 0.2], [0.3, 0.3], [0.2, 0.4]])
+    gold = np.array([[1, 1], [1, 0], [1, 0], [0, 0], [0, 0]], dtype=bool)
+    thresholds = tune_thresholds(scores, gold, ["a", "b"])
+    assert thresholds["a"] == pytest.approx((0.6 + 0.3) / 2)  # top 3 are exactly the positives
+    assert thresholds["b"] == 0.5  # one positive: too few to tune
+
+
+def test_every_run_records_how_its_thresholds_were_set(toy_config):
+    config = load_config(toy_config)
+    eval = make_issues(60, seed=2)
+    for issue in eval:  # ci/cd on exactly two eval issues: too few to tune its threshold
+        issue.labels = [label for label in issue.labels if label != "ci/cd"] or ["bug"]
+    eval[0].labels, eval[1].labels = ["ci/cd"], ["ci/cd"]
+    labeler, _ = fit_labeler(config, make_issues(300, seed=1), eval)
+    calibration = labeler.manifest["calibration"]
+    assert calibration["fallback"] == ["ci/cd"]
+    assert calibration["labels"]["ci/cd"] == {"threshold": 0.5, "method": "default", "eval_positives": 2}
+    assert calibration["labels"]["bug"]["method"] == "tuned"
+    assert calibration["labels"]["bug"]["threshold"] == pytest.approx(labeler.thresholds["bug"], abs=1e-5)
+    assert 0.0 <= calibration["ece"] < 0.5 and calibration["eval_issues"] == 60
+    single, _ = fit_labeler(config, make_issues(200, multi_label=False), make_issues(40, seed=5, multi_label=False))
+    assert {v["method"] for v in single.manifest["calibration"]["labels"].values()} == {"argmax"}
+
+
+def test_choose_labels_applies_thresholds_and_policy():
+    names = ["a", "b", "c", "d"]
+    scores = np.array([0.9, 0.2, 0.7, 0.8])
+    thresholds = np.array([0.5, 0.5, 0.5, 0.5])
+    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=2)) == ["a", "d"]
+    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=0)) == ["a", "d", "c"]
+    low = np.array([0.1, 0.3, 0.2, 0.0])
+    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=1)) == ["b"]
+    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=0)) == []
+    assert choose_labels(low, names, thresholds, False, PolicyConfig()) == ["b"]
+
+
+def test_options_are_validated():
+    with pytest.raises(Exception, match="word_ngrams"):
+        create_engine("tfidf", {"word_ngrams": [3, 1]})
+    with pytest.raises(Exception, match="unknown engine 'nope'"):
+        create_engine("nope")
