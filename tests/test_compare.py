@@ -41,6 +41,7 @@ def project(tmp_path_factory):
     return root
 
 
+@pytest.mark.torch  # the project's embed engine is a tiny BERT
 def test_compare_on_a_split_writes_a_readable_report_and_sets_the_engine(cli, project):
     out = project / "report"
     code, stdout, err = cli(
@@ -77,6 +78,7 @@ def test_compare_on_a_split_writes_a_readable_report_and_sets_the_engine(cli, pr
     assert (out / "runs/tfidf/manifest.json").exists() and (out / "runs/embed/manifest.json").exists()
 
 
+@pytest.mark.torch  # the project's embed engine is a tiny BERT
 def test_compare_in_cross_validation_scores_every_issue_once(cli, project):
     out = project / "crossval-report"
     code, _, err = cli("compare", "--config", project / "issuelab.toml", "--data", project / "all.jsonl", "--folds", "3",
@@ -89,6 +91,7 @@ def test_compare_in_cross_validation_scores_every_issue_once(cli, project):
     assert engine["micro_f1"] > 0.6 and engine["run_bytes"] > 0
 
 
+@pytest.mark.torch  # the project's embed engine is a tiny BERT
 def test_compare_flags_are_checked(cli, project):
     code, _, err = cli("compare", "--config", project / "issuelab.toml", "--train", project / "train.jsonl")
     assert code == 2 and "--test" in err

@@ -114,3 +114,13 @@ def test_init_writes_a_config_that_loads(cli, tmp_path):
     assert "#" in path.read_text()  # commented
     code, _, err = cli("init", path)
     assert code == 2 and "already exists; pass --force" in err
+
+
+def test_repository_labels_that_cannot_be_labels_are_skipped():
+    from issuelab.config import label_name_problem
+    from issuelab.config_file import repo_labels
+
+    raw = [{"name": "bug", "description": " Broken \n"}, {"name": "a, b"}, {"name": " spaced"}, {"name": "docs", "description": None}]
+    assert repo_labels(raw) == ({"bug": "Broken", "docs": ""}, ["a, b", " spaced"])
+    assert label_name_problem("ci/cd") is None and "without commas" in label_name_problem("a,b")
+    assert label_name_problem("") and label_name_problem("two\nlines")

@@ -170,3 +170,13 @@ def test_written_files_get_the_usual_permissions_not_the_temp_files(tmp_path):
     assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644  # readable by others, as open() would make it
     assert (tmp_path / "issues.jsonl").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["issues.jsonl", "report.json"]
+
+
+def test_import_files_number_rows_across_files_without_an_id_column(tmp_path):
+    from issuelab.importers import import_files
+
+    for name, rows in {"a.csv": [("crash", "bug"), ("how?", "question")], "b.csv": [("add x", "feature")]}.items():
+        with open(tmp_path / name, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([("title", "labels"), *rows])
+    issues = import_files([tmp_path / "a.csv", tmp_path / "b.csv"], LABELS)
+    assert [(i.id, i.title, i.labels) for i in issues] == [(1, "crash", ["bug"]), (2, "how?", ["question"]), (3, "add x", ["feature"])]

@@ -189,3 +189,12 @@ def test_evaluate_model_reports_calibration(cli, toy_config, tmp_path):
     assert code == 0 and "expected calibration error of its scores" in out
     ece = json.loads((tmp_path / "m.json").read_text())["models"][0]["ece"]
     assert 0 <= ece < 0.5
+
+
+def test_unconstrained_evaluation_needs_a_generative_run(cli, toy_config, tmp_path):
+    from .helpers import make_issues
+
+    write_jsonl(tmp_path / "train.jsonl", make_issues(80))
+    assert cli("train", "--config", toy_config, "--train", tmp_path / "train.jsonl", "--out", tmp_path / "run")[0] == 0
+    code, _, err = cli("evaluate", "--model", tmp_path / "run", "--data", tmp_path / "train.jsonl", "--unconstrained")
+    assert code == 2 and "--unconstrained applies to generative engines (lora), not tfidf" in err

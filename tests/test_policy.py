@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from issuelab.config import PolicyConfig
 from issuelab.github.events import issue_state
-from issuelab.policy import IssueState, decide
+from issuelab.policy import IssueState, choose_labels, decide
 
 NAMES = ["bug", "enhancement", "documentation", "ci/cd"]
 THRESHOLDS = {"bug": 0.5, "enhancement": 0.6, "documentation": 0.4, "ci/cd": 0.5}
@@ -84,3 +86,31 @@ def test_dry_run_decides_the_same_and_says_so():
 
 def test_single_label_runs_take_the_top_label():
     assert run(multi_label=False).labels == ["bug"]
+
+
+def test_the_github_side_takes_the_config_policy_or_the_run_s_with_dry_run_on_top():
+    from issuelab.policy import resolve_policy
+
+    run_policy, config_policy = PolicyConfig(max_labels=2), PolicyConfig(max_labels=5)
+    assert resolve_policy(run_policy) is run_policy
+    assert resolve_policy(run_policy, config_policy) is config_policy
+    assert resolve_policy(run_policy, None, dry_run=True) == dataclasses.replace(run_policy, dry_run=True)
+    assert not run_policy.dry_run
+
+
+def test_a_label_without_a_threshold_gets_the_default():
+    from issuelab.policy import DEFAULT_THRESHOLD, threshold_array
+
+    assert threshold_array({"bug": 0.3}, ["bug", "docs"]).tolist() == [0.3, DEFAULT_THRESHOLD]
+
+
+def test_choose_labels_applies_thresholds_and_policy():
+    names = ["a", "b", "c", "d"]
+    scores = np.array([0.9, 0.2, 0.7, 0.8])
+    thresholds = np.array([0.5, 0.5, 0.5, 0.5])
+    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=2)) == ["a", "d"]
+    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=0)) == ["a", "d", "c"]
+    low = np.array([0.1, 0.3, 0.2, 0.0])
+    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=1)) == ["b"]
+    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=0)) == []
+    assert choose_labels(low, names, thresholds, False, PolicyConfig()) == ["b"]

@@ -355,3 +355,34 @@ def test_active_annotation_and_the_loop(cli, tmp_path):
     curve = json.loads((tmp_path / "curve.json").read_text())["curve"]
     assert [row["labeled"] for row in curve] == [20, 40, 60] and "round 2: 60 labeled" in out
     assert curve[-1]["micro_f1"] > 0.5
+
+
+def test_teachers_are_chosen_by_name_or_ad_hoc_with_clear_errors(config):
+    from issuelab.annotate.teachers import choose_teachers
+    from issuelab.errors import IssuelabError
+
+    ad_hoc = choose_teachers(config, base_url="http://127.0.0.1:9/v1", model="qwen3")
+    assert [(t.name, t.config.base_url) for t in ad_hoc] == [("qwen3", "http://127.0.0.1:9/v1")]
+    with pytest.raises(IssuelabError, match="needs both --base-url URL and --teacher-model"):
+        choose_teachers(config, model="qwen3")
+    with pytest.raises(IssuelabError, match="no teacher: add \\[\\[teachers\\]\\]"):
+        choose_teachers(config)
+    config.teachers = [TeacherConfig(name="a", model="m", base_url="http://127.0.0.1:9/v1")]
+    assert [t.name for t in choose_teachers(config)] == ["a"]
+    with pytest.raises(IssuelabError, match="--teacher b: not in \\[\\[teachers\\]\\] of the config \\(a\\)"):
+        choose_teachers(config, ["b"])
+
+
+def test_budgeted_teachers_spend_one_budget_over_every_round(config, tmp_path):
+    from issuelab.annotate.run import BudgetedTeachers
+
+    issues = toy_issues(30)
+    with FakeOpenAI(gold_answer) as fake:
+        expensive = teacher(fake.url, config)
+        expensive.config.input_price = 500.0  # about $0.12 a request
+        label = BudgetedTeachers([expensive], AnnotationCache(tmp_path / "c.sqlite"), config.label_names, concurrency=2, max_cost=1.0)
+        first = label(issues[:10])
+        second = label(issues[10:])
+        assert 0 < len(first) and len(first) + len(second) == len(fake.requests) < 30  # the budget ran out in a later round
+        assert 0 < label.spent <= 1.0
+        assert all(issue.labels == GOLD[int(issue.title.split()[0].lstrip("#"))] for issue in first + second)

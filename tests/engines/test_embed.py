@@ -14,6 +14,8 @@ from issuelab.train import train_run
 from ..helpers import FILLER, SIGNALS, TOY_CONFIG, make_issues
 from ..helpers.tiny_bert import build_tiny_bert
 
+pytestmark = pytest.mark.torch  # tiny models, trained on the CPU
+
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("peft", reason="the lora extra is not installed: pip install -e '.[lora]'")
+from issuelab.config import parse_config
+from issuelab.engines.llm_head import HeadOptions, issue_ids
+from issuelab.labeler import Labeler
+from issuelab.train import train_run
 
-from issuelab.config import parse_config  # noqa: E402
-from issuelab.engines.llm_head import HeadOptions, issue_ids  # noqa: E402
-from issuelab.labeler import Labeler  # noqa: E402
-from issuelab.train import train_run  # noqa: E402
+from ..helpers import FILLER, SIGNALS, TOY_CONFIG, make_issues
+from ..helpers.tiny_gemma import build_tiny_gemma
 
-from ..helpers import FILLER, SIGNALS, TOY_CONFIG, make_issues  # noqa: E402
-from ..helpers.tiny_gemma import build_tiny_gemma  # noqa: E402
+pytestmark = pytest.mark.torch  # tiny models, trained on the CPU
+
+
+@pytest.fixture(autouse=True, scope="module")
+def lora_extra():
+    """Checked when the tests run, not when they are collected: peft takes seconds to import."""
+    pytest.importorskip("peft", reason="the lora extra is not installed: pip install -e '.[lora]'")
 
 
 @pytest.fixture(scope="module")

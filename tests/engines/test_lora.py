@@ -10,17 +10,23 @@ import random
 import numpy as np
 import pytest
 
-pytest.importorskip("peft", reason="the lora extra is not installed: pip install -e '.[lora]'")
+from issuelab.config import load_config
+from issuelab.data import Issue, write_jsonl
+from issuelab.labeler import Labeler
+from issuelab.metrics import is_invalid, label_lookup, parse_output, score_outputs
+from issuelab.prompt import render_prompt
+from issuelab.train import fit_labeler
 
-from issuelab.config import load_config  # noqa: E402
-from issuelab.data import Issue, write_jsonl  # noqa: E402
-from issuelab.labeler import Labeler  # noqa: E402
-from issuelab.metrics import is_invalid, label_lookup, parse_output, score_outputs  # noqa: E402
-from issuelab.prompt import render_prompt  # noqa: E402
-from issuelab.train import fit_labeler  # noqa: E402
+from ..helpers import make_issues
+from ..helpers.tiny_gemma import build_tiny_gemma
 
-from ..helpers import make_issues  # noqa: E402
-from ..helpers.tiny_gemma import build_tiny_gemma  # noqa: E402
+pytestmark = pytest.mark.torch  # tiny models, trained on the CPU
+
+
+@pytest.fixture(autouse=True, scope="module")
+def lora_extra():
+    """Checked when the tests run, not when they are collected: peft takes seconds to import."""
+    pytest.importorskip("peft", reason="the lora extra is not installed: pip install -e '.[lora]'")
 
 # Fast, for a tiny random model: a high learning rate and full batches.
 TINY_OPTIONS = {

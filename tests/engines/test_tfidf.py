@@ -3,13 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from issuelab.config import PolicyConfig, load_config
+from issuelab.config import load_config
 from issuelab.data import Issue, Label
 from issuelab.engines import Task
 from issuelab.engines.registry import create_engine
 from issuelab.engines.tfidf import TfidfEngine, TfidfOptions
 from issuelab.labeler import Labeler
-from issuelab.policy import choose_labels
 from issuelab.thresholds import tune_thresholds
 from issuelab.train import fit_labeler
 
@@ -92,18 +91,6 @@ def test_every_run_records_how_its_thresholds_were_set(toy_config):
     assert 0.0 <= calibration["ece"] < 0.5 and calibration["eval_issues"] == 60
     single, _ = fit_labeler(config, make_issues(200, multi_label=False), make_issues(40, seed=5, multi_label=False))
     assert {v["method"] for v in single.manifest["calibration"]["labels"].values()} == {"argmax"}
-
-
-def test_choose_labels_applies_thresholds_and_policy():
-    names = ["a", "b", "c", "d"]
-    scores = np.array([0.9, 0.2, 0.7, 0.8])
-    thresholds = np.array([0.5, 0.5, 0.5, 0.5])
-    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=2)) == ["a", "d"]
-    assert choose_labels(scores, names, thresholds, True, PolicyConfig(max_labels=0)) == ["a", "d", "c"]
-    low = np.array([0.1, 0.3, 0.2, 0.0])
-    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=1)) == ["b"]
-    assert choose_labels(low, names, thresholds, True, PolicyConfig(min_labels=0)) == []
-    assert choose_labels(low, names, thresholds, False, PolicyConfig()) == ["b"]
 
 
 def test_options_are_validated():

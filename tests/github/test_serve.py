@@ -121,6 +121,12 @@ def test_redelivery_is_ignored(service):
     assert len(service.fake.posts_for(REPO, 2)) == 1 and service.app.counts["duplicates"] == 1
 
 
+def test_a_payload_naming_no_repository_is_rejected_before_any_request(service):
+    body = json.dumps({"action": "opened", "issue": {"number": 1}, "repository": {"full_name": "../.."}}).encode()
+    assert service.post(body, delivery="traversal") == (400, {"error": "no issue number or repository.full_name in the payload"})
+    assert service.app.counts["queued"] == 0 and service.fake.label_posts == []
+
+
 def test_ping_other_events_and_routes(service):
     assert service.post(b'{"zen": "Keep it logically awesome."}', event="ping") == (200, {"status": "pong"})
     assert service.post(payload(1, "closed"), delivery="d-2") == (200, {"status": "ignored"})

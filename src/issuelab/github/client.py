@@ -26,7 +26,7 @@ from .._version import __version__
 from ..errors import IssuelabError
 
 DEFAULT_API_URL = "https://api.github.com"
-REPO_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+REPO_PATTERN = re.compile(r"^(?!\.\.?/)[A-Za-z0-9_.-]+/(?!\.\.?$)[A-Za-z0-9_.-]+$")  # OWNER/NAME; never "." or ".."
 
 
 class GitHubError(IssuelabError):
