@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 ISSUELAB_DATA ?= $(abspath ../shared/data)
 export ISSUELAB_DATA
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-fast test-slow lint bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not torch"
 
 # The slow tests also cover the llama.cpp backend; llama-cpp-python builds from source where no
 # wheel exists (minutes, once: pip caches the wheel).

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import PolicyConfig
 from .data import Issue, read_issues
 from .errors import IssuelabError
 from .labeler import Labeler
 from .metrics import f1
-from .policy import IssueState, decide
+from .policy import IssueState, PolicyConfig, decide
 
 
 def recent(issues: Sequence[Issue], last: int | None) -> list[Issue]:

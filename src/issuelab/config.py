@@ -26,9 +26,10 @@ from .data import Label, LabelList
 from .engines.registry import ENGINES, engine_class
 from .errors import ConfigError
 from .options import dataclass_from_dict, suggest
+from .policy import PolicyConfig
 from .prompt import PLACEHOLDERS, SEED_TEMPLATE
 
-__all__ = ["Config", "Label", "load_config", "parse_config", "with_engine_settings"]
+__all__ = ["Config", "Label", "PolicyConfig", "load_config", "parse_config", "with_engine_settings"]
 
 
 @dataclass
@@ -72,17 +73,6 @@ class TrainConfig:
 
 
 @dataclass
-class PolicyConfig:
-    max_labels: int = 3  # 0 means no limit
-    min_labels: int = 1  # if nothing passes its threshold, take the top-scoring labels up to this many
-    default_label: str = ""  # for the GitHub side: applied when nothing passes
-    dry_run: bool = False  # GitHub side: decide and report, add no label
-    skip_labeled: bool = True  # GitHub side: leave issues that already carry a managed label
-    skip_bots: bool = True  # GitHub side: leave issues opened by bots
-    skip_authors: list[str] = field(default_factory=list)  # GitHub side: logins to leave alone
-
-
-@dataclass
 class Config(LabelList):
     labels: list[Label]
     project: ProjectConfig = field(default_factory=ProjectConfig)
@@ -112,8 +102,28 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(f"{source}: unknown section [{key}].{suggest(key, list(_SECTIONS))}")
+    labels = _labels(data.get("labels"), source)
+    names = {label.name.lower(): label.name for label in labels}  # outputs match labels case-insensitively
+    prompt = dataclass_from_dict(PromptConfig, data.get("prompt", {}), f"{source}: [prompt]")
+    unknown = set(re.findall(r"\{(\w+)\}", prompt.template)) - set(PLACEHOLDERS)
+    if unknown:
+        raise ConfigError(
+            f"{source}: [prompt] template: unknown placeholder(s) {sorted(unknown)}; "
+            f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+        )
+    teachers = _teachers(data.get("teachers", []), source)
+    annotate = dataclass_from_dict(AnnotateConfig, data.get("annotate", {}), f"{source}: [annotate]")
+    if annotate.min_votes < 0 or annotate.max_body_chars < 1 or not 0 <= annotate.review_below <= 1:
+        raise ConfigError(f"{source}: [annotate] min_votes >= 0, max_body_chars >= 1, 0 <= review_below <= 1")
+    train = _train(data.get("train", {}), source)
+    policy = _policy(data.get("policy", {}), names, source)
+    aliases = _aliases(data.get("aliases", {}), names, source)
+    project = dataclass_from_dict(ProjectConfig, data.get("project", {}), f"{source}: [project]")
+    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, annotate=annotate, train=train,
+                  policy=policy, aliases=aliases)  # fmt: skip
 
-    raw_labels = data.get("labels")
+
+def _labels(raw_labels: Any, source: str) -> list[Label]:
     if not raw_labels:
         raise ConfigError(
             f"{source}: [labels] is empty or missing. Add one line per label, e.g.\n"
@@ -139,16 +149,10 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
             )
         seen[name.lower()] = name
         labels.append(Label(name, description))
+    return labels
 
-    prompt = dataclass_from_dict(PromptConfig, data.get("prompt", {}), f"{source}: [prompt]")
-    unknown = set(re.findall(r"\{(\w+)\}", prompt.template)) - set(PLACEHOLDERS)
-    if unknown:
-        raise ConfigError(
-            f"{source}: [prompt] template: unknown placeholder(s) {sorted(unknown)}; "
-            f"use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
-        )
 
-    raw_teachers = data.get("teachers", [])
+def _teachers(raw_teachers: Any, source: str) -> list[TeacherConfig]:
     if not isinstance(raw_teachers, list):
         raise ConfigError(f"{source}: teachers must be an array of tables: [[teachers]]")
     teachers = [
@@ -157,11 +161,11 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
     names = [t.name for t in teachers]
     if len(set(names)) != len(names):
         raise ConfigError(f"{source}: [[teachers]] names must be unique (cache entries are keyed by name): {names}")
-    annotate = dataclass_from_dict(AnnotateConfig, data.get("annotate", {}), f"{source}: [annotate]")
-    if annotate.min_votes < 0 or annotate.max_body_chars < 1 or not 0 <= annotate.review_below <= 1:
-        raise ConfigError(f"{source}: [annotate] min_votes >= 0, max_body_chars >= 1, 0 <= review_below <= 1")
+    return teachers
 
-    raw_train = dict(data.get("train", {}))
+
+def _train(raw: Any, source: str) -> TrainConfig:
+    raw_train = dict(raw)
     engine_options = {k: raw_train.pop(k) for k in list(raw_train) if k in ENGINES and isinstance(raw_train[k], dict)}
     train = dataclass_from_dict(TrainConfig, raw_train, f"{source}: [train]")
     if train.engine not in ENGINES:
@@ -171,30 +175,32 @@ def parse_config(data: dict[str, Any], source: str = "issuelab.toml") -> Config:
     for name, options in engine_options.items():  # validated now, not at the end of a long run
         dataclass_from_dict(engine_class(name).Options, options, f"{source}: [train.{name}]")
     train.engine_options = engine_options
+    return train
 
-    policy = dataclass_from_dict(PolicyConfig, data.get("policy", {}), f"{source}: [policy]")
+
+def _policy(raw: Any, names: dict[str, str], source: str) -> PolicyConfig:
+    policy = dataclass_from_dict(PolicyConfig, raw, f"{source}: [policy]")
     if policy.max_labels < 0 or policy.min_labels < 0:
         raise ConfigError(f"{source}: [policy] max_labels and min_labels must be >= 0")
-    if policy.default_label and policy.default_label not in seen.values():
+    if policy.default_label and policy.default_label not in names.values():
         raise ConfigError(f"{source}: [policy] default_label '{policy.default_label}' is not in [labels]")
     if not all(isinstance(login, str) for login in policy.skip_authors):
         raise ConfigError(f"{source}: [policy] skip_authors must be a list of GitHub logins")
+    return policy
 
-    raw_aliases = data.get("aliases", {})
+
+def _aliases(raw_aliases: Any, names: dict[str, str], source: str) -> dict[str, str]:
     if not isinstance(raw_aliases, dict):
         raise ConfigError(f'{source}: [aliases] must be a table of "repository label" = "label"')
     aliases = {}
     for alias, target in raw_aliases.items():
-        if not isinstance(target, str) or target.lower() not in seen:
+        if not isinstance(target, str) or target.lower() not in names:
             raise ConfigError(
                 f"{source}: [aliases] '{alias}' = {target!r}: the target must be a label of [labels] "
-                f"({', '.join(seen.values())})"
+                f"({', '.join(names.values())})"
             )
-        aliases[alias] = seen[target.lower()]
-
-    project = dataclass_from_dict(ProjectConfig, data.get("project", {}), f"{source}: [project]")
-    return Config(labels=labels, project=project, prompt=prompt, teachers=teachers, annotate=annotate, train=train,
-                  policy=policy, aliases=aliases)  # fmt: skip
+        aliases[alias] = names[target.lower()]
+    return aliases
 
 
 def load_config(path: str | Path) -> Config:

@@ -190,8 +190,8 @@ def write_jsonl(path: str | Path, rows: Iterable[Issue | dict[str, Any]]) -> Non
     atomic_write(path, write)
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    atomic_write(path, lambda handle: handle.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n"))
+def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write(path, lambda handle: handle.write(json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"))
 
 
 def file_sha256(path: str | Path) -> str:

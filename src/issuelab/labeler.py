@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import PolicyConfig
 from .data import Issue, write_json
 from .engines import Engine
 from .engines.registry import engine_class
 from .errors import IssuelabError
-from .policy import choose_labels, threshold_array
+from .policy import PolicyConfig, choose_labels, threshold_array
 
 
 @dataclass

@@ -49,9 +49,10 @@ def _ratio(num: int, den: int) -> float:
 
 
 def f1(tp, predicted, gold):
-    """F1 from counts: 2PR / (P + R) = 2 tp / (predicted + gold); 0 where both are 0. Takes numbers or
-    numpy arrays (elementwise)."""
-    if isinstance(predicted, np.ndarray) or isinstance(gold, np.ndarray):
+    """F1 from counts: 2PR / (P + R), computed as 2 tp / (predicted + gold) (one division, so F1s that
+    are equal fractions compare equal, and the first of tied thresholds wins); 0 where both counts are 0.
+    Takes numbers or numpy arrays (elementwise)."""
+    if any(isinstance(x, np.ndarray) for x in (tp, predicted, gold)):
         den = np.asarray(predicted + gold, dtype=float)
         return np.divide(2 * np.asarray(tp, dtype=float), den, out=np.zeros_like(den), where=den > 0)
     den = predicted + gold
@@ -237,12 +238,18 @@ def metrics_json(models: Sequence[ModelMetrics], **extra: Any) -> dict[str, Any]
     return {"models": [m.to_json() for m in models], **extra}
 
 
+def multi_hot(label_sets: Sequence[Sequence[str]], label_names: Sequence[str]) -> np.ndarray:
+    """(rows, labels) booleans: which of `label_names` each row's labels hold (others are ignored)."""
+    index = {name: k for k, name in enumerate(label_names)}
+    matrix = np.zeros((len(label_sets), len(label_names)), dtype=bool)
+    for row, labels in enumerate(label_sets):
+        for label in labels:
+            if label in index:
+                matrix[row, index[label]] = True
+    return matrix
+
+
 def gold_matrix(issues: Sequence[Issue], label_names: Sequence[str]) -> np.ndarray:
     """(issues, labels) booleans: which labels each issue carries. `.astype(np.float32)` is the
     multi-hot target of networks trained on it."""
-    index = {name: k for k, name in enumerate(label_names)}
-    gold = np.zeros((len(issues), len(label_names)), dtype=bool)
-    for row, issue in enumerate(issues):
-        for label in issue.labels:
-            gold[row, index[label]] = True
-    return gold
+    return multi_hot([issue.labels for issue in issues], label_names)

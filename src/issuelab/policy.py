@@ -23,9 +23,28 @@ from typing import Any
 
 import numpy as np
 
-from .config import PolicyConfig
-
 DEFAULT_THRESHOLD = 0.5  # a label without a tuned threshold
+
+
+@dataclass
+class PolicyConfig:
+    max_labels: int = 3  # 0 means no limit
+    min_labels: int = 1  # if nothing passes its threshold, take the top-scoring labels up to this many
+    default_label: str = ""  # for the GitHub side: applied when nothing passes
+    dry_run: bool = False  # GitHub side: decide and report, add no label
+    skip_labeled: bool = True  # GitHub side: leave issues that already carry a managed label
+    skip_bots: bool = True  # GitHub side: leave issues opened by bots
+    skip_authors: list[str] = field(default_factory=list)  # GitHub side: logins to leave alone
+
+
+def labels_at(scores: np.ndarray, multi_label: bool, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """(issues, labels) booleans at one threshold for every label: each score at or above it
+    (multi-label), or each issue's top label (single-label)."""
+    if multi_label:
+        return scores >= threshold
+    top = np.zeros(scores.shape, dtype=bool)
+    top[np.arange(len(scores)), scores.argmax(axis=1)] = True
+    return top
 
 
 def threshold_array(thresholds: Mapping[str, float], label_names: Sequence[str]) -> np.ndarray:

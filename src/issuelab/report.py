@@ -19,6 +19,8 @@ import numpy as np
 from .compare import Comparison, EngineResult
 from .data import write_json
 from .errors import IssuelabError
+from .metrics import multi_hot
+from .policy import labels_at
 from .tables import format_table
 
 COLORS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
@@ -64,15 +66,11 @@ def plot_per_label_f1(comparison: Comparison, path: Path) -> None:
 def precision_recall_curve(result: EngineResult, gold: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Micro precision and recall when every score at or above t is a label (multi-label), or when the
     top label is given only at or above t (single-label). Precision is nan where nothing is predicted."""
-    scores = result.scores
-    if not result.multi_label:
-        top = np.zeros_like(gold)
-        top[np.arange(len(scores)), scores.argmax(axis=1)] = True
-        scores = np.where(top, scores, -1.0)
+    top = None if result.multi_label else labels_at(result.scores, multi_label=False)
     precision, recall = [], []
     total_gold = max(1, int(gold.sum()))
     for t in thresholds:
-        predicted = scores >= t
+        predicted = labels_at(result.scores, True, t) if top is None else top & labels_at(result.scores, True, t)
         hits = int((predicted & gold).sum())
         precision.append(hits / predicted.sum() if predicted.sum() else np.nan)
         recall.append(hits / total_gold)
@@ -80,7 +78,7 @@ def precision_recall_curve(result: EngineResult, gold: np.ndarray, thresholds: n
 
 
 def plot_precision_recall(comparison: Comparison, path: Path) -> None:
-    gold = np.array([[label in labels for label in comparison.label_names] for labels in comparison.gold], dtype=bool)
+    gold = multi_hot(comparison.gold, comparison.label_names)
     thresholds = np.linspace(0, 1, 101)
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
@@ -114,7 +112,7 @@ def cooccurrence(gold: list[list[str]], predicted: list[list[str]], labels: list
 def plot_cooccurrence(comparison: Comparison, result: EngineResult, path: Path) -> None:
     labels = comparison.label_names
     counts = cooccurrence(comparison.gold, result.predicted, labels)
-    gold_totals = np.array([sum(label in g for g in comparison.gold) for label in labels])
+    gold_totals = multi_hot(comparison.gold, labels).sum(axis=0)
     share = counts / np.maximum(gold_totals, 1)[:, None]
     size = max(4.5, 0.45 * len(labels) + 2.5)
     fig = _figure(size + 1, size)

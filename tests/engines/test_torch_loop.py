@@ -36,7 +36,7 @@ def test_the_loop_learns_counts_steps_and_restores_the_best_epoch():
     initial = float(loss_of(list(range(40))))
     snapshots = []
     result = train_loop(
-        [{"params": [weight], "lr": 0.1}], 40, loss_of, seed=0, epochs=3, batch_size=8, micro_batch_size=4,
+        [{"params": [weight], "lr": 0.1}], 40, loss_of, seed=0, steps=15, batch_size=8, micro_batch_size=4,
         eval_loss=eval_loss, snapshot=lambda: snapshots.append(weight.detach().clone()) or len(snapshots) - 1,
         restore=lambda k: weight.data.copy_(snapshots[k]),
     )  # fmt: skip

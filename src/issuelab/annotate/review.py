@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data import Issue, LabelSet, atomic_write, iter_jsonl
+from ..data import Issue, LabelSet, atomic_write, iter_jsonl, write_jsonl
 from ..errors import DataError
 
 REVIEW_COLUMNS = ["id", "title", "body", "agreement", "teachers", "labels"]
@@ -35,7 +35,7 @@ def export_review(records: Sequence[dict[str, Any]], out: str | Path, below: flo
 
         atomic_write(out, write)
     else:
-        atomic_write(out, lambda h: h.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        write_jsonl(out, rows)
     return len(rows)
 
 

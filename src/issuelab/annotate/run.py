@@ -173,7 +173,7 @@ class AnnotationOutcome:
     labeled: list[Issue]  # labeled by this run
     total: int  # labeled issues in the output file (earlier ones included)
     invalid: int  # issues no teacher answered validly
-    invalid_path: Path
+    invalid_path: str | Path
     left: int  # issues neither labeled nor invalid (failed or over the budget): a rerun asks again
 
     def summary(self, out: str | Path) -> str:
@@ -211,7 +211,7 @@ def annotate_into(
     new_ids = {issue.id for issue in labeled}
     merged = [issue for issue in previous if issue.id not in new_ids] + labeled
     write_jsonl(out, merged)
-    invalid_path = Path(invalid_out or str(Path(out).with_suffix("")) + ".invalid.jsonl")
+    invalid_path = invalid_out or str(Path(out).with_suffix("")) + ".invalid.jsonl"
     if invalid:
         write_jsonl(invalid_path, invalid)
     return AnnotationOutcome(result, labeled, len(merged), len(invalid), invalid_path, len(issues) - len(labeled) - len(invalid))

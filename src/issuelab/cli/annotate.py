@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import IssuelabError
-from .common import command, config_flag, json_flag, load, write_json_if_asked
+from .common import command, config_flag, json_flag, load, set_flag, write_json_if_asked
 
 
 def _teachers(args: argparse.Namespace, config):
@@ -171,6 +171,7 @@ def _add_loop(sub) -> None:
     p.add_argument("--out", required=True, help="labeled JSONL, rewritten after each round")
     p.add_argument("--model", help="the ad-hoc teacher's model with --base-url")
     _teacher_flags(p)
+    set_flag(p)
     p.add_argument("--seed-size", type=int, default=50, help="issues labeled at random before the first round")
     p.add_argument("--step", type=int, default=50, help="issues picked per round")
     p.add_argument("--rounds", type=int, default=5)

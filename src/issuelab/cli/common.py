@@ -69,10 +69,13 @@ def write_json_if_asked(obj: Any, path: str | None) -> None:
 
 
 def github_policy(args: argparse.Namespace):
-    """The GitHub side's policy: [policy] of --config when given, else the run's; --dry-run on top."""
+    """The GitHub side's policy: [policy] of --config when given, else the run's; --dry-run on top.
+    None when neither flag is given: the run's own, read when the run is loaded."""
     from ..config import load_config
     from ..labeler import Labeler
     from ..policy import resolve_policy
 
+    if not (args.config or args.dry_run):
+        return None
     override = load_config(args.config).policy if args.config else None
-    return resolve_policy(Labeler.load_policy(args.model), override, args.dry_run)
+    return resolve_policy(override or Labeler.load_policy(args.model), override, args.dry_run)

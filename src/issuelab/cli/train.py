@@ -28,12 +28,15 @@ def _flag_aliases(args: argparse.Namespace, engine: str) -> list[tuple[str, obje
 def cmd_train(args: argparse.Namespace) -> None:
     from ..config import with_engine_settings
     from ..data import read_issues
+    from ..engines.registry import engine_class
     from ..runtime import is_main_process
     from ..tables import format_per_label_table, format_table
     from ..train import train_run
 
     config = load(args)
-    config = with_engine_settings(config, _flag_aliases(args, args.engine or config.train.engine))
+    engine = args.engine or config.train.engine
+    engine_class(engine)  # a typo fails before any data is read
+    config = with_engine_settings(config, _flag_aliases(args, engine))
     train = read_issues(args.train, config.label_names)
     eval = read_issues(args.eval, config.label_names) if args.eval else None
     labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed,

@@ -13,6 +13,7 @@ a long body loses its tail. Weights are safetensors and npz; nothing is pickled.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ class EmbedEngine:
         result = train_loop(
             [{"params": self.encoder.parameters(), "lr": opts.learning_rate},
              {"params": head.parameters(), "lr": opts.head_learning_rate}],
-            len(train), loss_of, seed=seed, epochs=opts.epochs, batch_size=opts.batch_size,
+            len(train), loss_of, seed=seed, steps=int(math.ceil(len(train) / opts.batch_size) * opts.epochs), batch_size=opts.batch_size,
             weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
             clip=list(self.encoder.parameters()), desc="embed: fine-tuning",
         )  # fmt: skip

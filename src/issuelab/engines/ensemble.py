@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data import Issue, write_json
 from ..metrics import f1, gold_matrix
+from ..policy import labels_at
 from . import Engine, EngineInfo, Task
 from .registry import ENGINES, create_engine, engine_class
 
@@ -60,11 +61,7 @@ def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
 
 
 def _micro_f1(scores: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
-    if multi_label:
-        pred = scores >= 0.5
-    else:
-        pred = np.zeros_like(gold)
-        pred[np.arange(len(scores)), scores.argmax(axis=1)] = True
+    pred = labels_at(scores, multi_label)  # one threshold: per-label ones are tuned on the mix afterwards
     return f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum()))
 
 

@@ -12,6 +12,7 @@ the base model comes from the model cache, as for `lora`. Nothing is pickled.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -156,7 +157,7 @@ class HeadEngine:
         result = train_loop(
             [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": opts.learning_rate},
              {"params": self.head.parameters(), "lr": opts.head_learning_rate}],
-            len(train), loss_of, seed=seed, epochs=opts.epochs, batch_size=opts.batch_size,
+            len(train), loss_of, seed=seed, steps=math.ceil(opts.epochs * math.ceil(len(train) / opts.batch_size)), batch_size=opts.batch_size,
             micro_batch_size=micro_batch(opts, self.device), weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio,
             bf16_autocast=self.device == "cuda" and torch.cuda.is_bf16_supported(),
             eval_loss=(lambda: self._eval_loss(eval)) if eval else None,

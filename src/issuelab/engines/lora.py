@@ -87,6 +87,76 @@ def answer_loss(model, batch, reduction: str = "mean"):
     return F.cross_entropy(logits, batch["targets"], reduction=reduction)
 
 
+@dataclass
+class _Steps:
+    steps: int
+    history: list[dict[str, Any]]
+    best_eval_loss: float | None
+    best_state: dict | None  # the adapter's weights at the best eval loss
+    stopped_early: bool
+
+
+def _eval_loss(model, loader, accelerator) -> float:
+    """Mean answer-token loss over `loader`, summed across processes."""
+    import torch
+
+    model.eval()
+    total = torch.zeros(2, device=accelerator.device)
+    with torch.no_grad():
+        for batch in loader:
+            total += torch.stack([answer_loss(model, batch, "sum"), torch.tensor(float(len(batch["targets"])), device=accelerator.device)])
+    model.train()
+    total = accelerator.reduce(total, reduction="sum")
+    return (total[0] / total[1]).item()
+
+
+def _train_steps(model, accelerator, optimizer, scheduler, train_loader, eval_loader, total_steps: int, eval_every: int,
+                 patience: int) -> _Steps:  # fmt: skip
+    """Optimizer steps (micro-batches accumulated by accelerate) until `total_steps`, or until the eval loss
+    has not improved `patience` times in a row; keeps the adapter of the best eval loss."""
+    from peft import get_peft_model_state_dict
+    from tqdm.auto import tqdm
+
+    history, best_loss, best_state, bad_evals, step = [], math.inf, None, 0, 0
+    bar = tqdm(total=total_steps, desc="lora: training", unit="step", disable=not accelerator.is_main_process)
+    running: list[float] = []
+    model.train()
+    while step < total_steps:
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                loss = answer_loss(model, batch)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            running.append(loss.item())
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            train_loss = sum(running) / len(running)
+            running = []
+            postfix = {"loss": f"{train_loss:.4f}"}
+            record: dict[str, Any] = {"step": step, "train_loss": round(train_loss, 5)}
+            if eval_loader is not None and (step % eval_every == 0 or step == total_steps):
+                record["eval_loss"] = round(_eval_loss(model, eval_loader, accelerator), 5)
+                postfix["eval"] = f"{record['eval_loss']:.4f}"
+                if record["eval_loss"] < best_loss - 1e-4:
+                    best_loss, bad_evals = record["eval_loss"], 0
+                    unwrapped = accelerator.unwrap_model(model)
+                    best_state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(unwrapped).items()}
+                else:
+                    bad_evals += 1
+            history.append(record)
+            bar.set_postfix(postfix)
+            bar.update()
+            if step >= total_steps or bad_evals >= patience:
+                break
+        if bad_evals >= patience:
+            break
+    bar.close()
+    return _Steps(step, history, None if best_loss == math.inf else round(best_loss, 5), best_state, bad_evals >= patience)
+
+
 class LoraEngine:
     name = "lora"
     Options = LoraOptions
@@ -107,9 +177,8 @@ class LoraEngine:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
-        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+        from peft import get_peft_model, set_peft_model_state_dict
         from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
         from ..llm.base_model import load_base_model, resolve_base_model
@@ -147,66 +216,21 @@ class LoraEngine:
         if eval_loader is not None:
             eval_loader = accelerator.prepare(eval_loader)
 
-        def eval_loss() -> float:
-            model.eval()
-            total = torch.zeros(2, device=accelerator.device)
-            with torch.no_grad():
-                for batch in eval_loader:
-                    total += torch.stack([answer_loss(model, batch, "sum"), torch.tensor(float(len(batch["targets"])), device=accelerator.device)])
-            model.train()
-            total = accelerator.reduce(total, reduction="sum")
-            return (total[0] / total[1]).item()
-
-        history, best_loss, best_state, bad_evals, step = [], math.inf, None, 0, 0
-        bar = tqdm(total=total_steps, desc="lora: training", unit="step", disable=not accelerator.is_main_process)
-        started, running = time.perf_counter(), []
-        model.train()
-        while step < total_steps:
-            for batch in train_loader:
-                with accelerator.accumulate(model):
-                    loss = answer_loss(model, batch)
-                    accelerator.backward(loss)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                running.append(loss.item())
-                if not accelerator.sync_gradients:
-                    continue
-                step += 1
-                train_loss = sum(running) / len(running)
-                running = []
-                postfix = {"loss": f"{train_loss:.4f}"}
-                record: dict[str, Any] = {"step": step, "train_loss": round(train_loss, 5)}
-                if eval_loader is not None and (step % eval_every == 0 or step == total_steps):
-                    record["eval_loss"] = round(eval_loss(), 5)
-                    postfix["eval"] = f"{record['eval_loss']:.4f}"
-                    if record["eval_loss"] < best_loss - 1e-4:
-                        best_loss, bad_evals = record["eval_loss"], 0
-                        unwrapped = accelerator.unwrap_model(model)
-                        best_state = {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(unwrapped).items()}
-                    else:
-                        bad_evals += 1
-                history.append(record)
-                bar.set_postfix(postfix)
-                bar.update()
-                if step >= total_steps or bad_evals >= opts.patience:
-                    break
-            if bad_evals >= opts.patience:
-                break
-        bar.close()
+        started = time.perf_counter()
+        steps = _train_steps(model, accelerator, optimizer, scheduler, train_loader, eval_loader, total_steps, eval_every, opts.patience)
         model = accelerator.unwrap_model(model)
-        if best_state is not None:  # early stopping: the best adapter seen on eval
-            set_peft_model_state_dict(model, best_state)
+        if steps.best_state is not None:  # early stopping: the best adapter seen on eval
+            set_peft_model_state_dict(model, steps.best_state)
         model.eval()
         self.model = model
         self.info = {
             "base_model": base.to_json(),
-            "steps": step,
-            "stopped_early": bad_evals >= opts.patience,
-            "best_eval_loss": None if best_loss == math.inf else round(best_loss, 5),
+            "steps": steps.steps,
+            "stopped_early": steps.stopped_early,
+            "best_eval_loss": steps.best_eval_loss,
             "train_seconds": round(time.perf_counter() - started, 2),
-            "seconds_per_example": round((time.perf_counter() - started) / max(1, step * opts.batch_size), 3),
-            "history": history,
+            "seconds_per_example": round((time.perf_counter() - started) / max(1, steps.steps * opts.batch_size), 3),
+            "history": steps.history,
         }
         self._make_decoder()
 

@@ -186,7 +186,7 @@ class TfidfEngine:
         directory.mkdir(parents=True, exist_ok=True)
         write_json(directory / "options.json", asdict(self.options))
         vocab = {b.kind: b.vocabulary for b in self.blocks}
-        (directory / "vocabulary.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        write_json(directory / "vocabulary.json", vocab, indent=None)  # hundreds of thousands of terms: no indent
         arrays = {f"idf_{b.kind}": b.idf for b in self.blocks}
         np.savez(directory / "weights.npz", coef=self.coef, intercept=self.intercept, **arrays)
 

@@ -41,7 +41,7 @@ def train_loop(
     loss_of: Callable[[list[int]], Any],
     *,
     seed: int,
-    epochs: float,
+    steps: int,
     batch_size: int,
     micro_batch_size: int = 0,
     weight_decay: float = 0.0,
@@ -54,14 +54,14 @@ def train_loop(
     restore: Callable[[Any], None] | None = None,
     desc: str = "training",
 ) -> LoopResult:
-    """Trains for `epochs` passes over `examples` examples (rounded up to whole steps). `loss_of(indices)`
-    returns the mean loss of those examples; `eval_loss()` is measured at the end of each epoch, and with
+    """Trains for `steps` optimizer steps of `batch_size` examples, a new random order of the `examples`
+    each epoch. `loss_of(indices)` returns the mean loss of those examples; `eval_loss()` is measured at the end of each epoch, and with
     `snapshot`/`restore` the best epoch's weights come back at the end."""
     import torch
     from tqdm.auto import tqdm
 
     micro = micro_batch_size or batch_size
-    total = max(1, math.ceil(epochs * math.ceil(examples / batch_size)))
+    total = max(1, steps)
     optimizer = torch.optim.AdamW(list(param_groups), weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(total * warmup_ratio), total, warmup_offset))
     clip = list(clip) if clip is not None else [p for group in optimizer.param_groups for p in group["params"]]

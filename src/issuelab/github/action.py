@@ -8,9 +8,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import PolicyConfig
 from ..labeler import Labeler
-from ..policy import Decision
+from ..policy import Decision, PolicyConfig
 from .client import GitHubClient
 from .events import issue_target, read_event
 from .labeling import GitHubLabeler

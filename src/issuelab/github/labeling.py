@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from ..config import PolicyConfig
 from ..data import Issue
 from ..labeler import Labeler
-from ..policy import Decision, decide, skip_reason
+from ..policy import Decision, PolicyConfig, decide, skip_reason
 from .client import GitHubClient
 from .events import issue_state
 

@@ -9,12 +9,12 @@ float32 safetensors under the model cache, so later loads take a few seconds:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import write_json
 from ..errors import IssuelabError
 
 DEFAULT_BASE_MODEL = "gemma3-270m"
@@ -103,9 +103,7 @@ def _dequantize_to_safetensors(gguf_path: Path, target: Path, sha256: str) -> No
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / "issuelab-source.json").write_text(
-            json.dumps({"gguf": gguf_path.name, "sha256": sha256}, indent=2) + "\n", encoding="utf-8"
-        )
+        write_json(staging / "issuelab-source.json", {"gguf": gguf_path.name, "sha256": sha256})
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
