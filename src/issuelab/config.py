@@ -69,6 +69,11 @@ class TrainConfig:
     seed: int = 0
     # "auto": single-label (argmax) when every training issue has exactly one label.
     multi_label: str = "auto"  # auto | true | false
+    # Where multi-label thresholds are chosen: "folds", on out-of-fold scores of all the training data
+    # (train + eval), then the model is fitted on all of it; "eval", on the eval split; "auto": folds when
+    # the engine is quick to refit (tfidf, frozen embed, ensembles of those), else eval.
+    calibration: str = "auto"  # auto | folds | eval
+    folds: int = 5  # for calibration = folds
     engine_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # [train.<engine>]
 
 
@@ -172,6 +177,8 @@ def _train(raw: Any, source: str) -> TrainConfig:
         raise ConfigError(f"{source}: [train] engine '{train.engine}' is not one of: {', '.join(ENGINES)}")
     if train.multi_label not in ("auto", "true", "false"):
         raise ConfigError(f"{source}: [train] multi_label must be \"auto\", \"true\" or \"false\"")
+    if train.calibration not in ("auto", "folds", "eval") or train.folds < 2:
+        raise ConfigError(f"{source}: [train] calibration must be \"auto\", \"folds\" or \"eval\", and folds >= 2")
     for name, options in engine_options.items():  # validated now, not at the end of a long run
         dataclass_from_dict(engine_class(name).Options, options, f"{source}: [train.{name}]")
     train.engine_options = engine_options

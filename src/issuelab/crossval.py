@@ -2,8 +2,10 @@
 
 Each fold is predicted by a model trained on the other folds; micro counts are summed over all
 folds (and repeats), so the metrics cover every issue once per repeat. The task (single- or
-multi-label) is resolved once, on all the issues, so every fold learns the same one; for multi-label
-data a stratified tenth of the training folds is held out to tune the per-label thresholds.
+multi-label) is resolved once, on all the issues, so every fold learns the same one. Each fold's model
+is trained exactly as `train` would: multi-label thresholds come from out-of-fold scores within the
+fold's training part, or, for engines calibrated on an eval split, from a stratified tenth of it held
+out; the test fold is never seen.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .data import Issue
 from .labeler import Labeler
 from .metrics import ModelMetrics, score_outputs
 from .split import kfold, split_issues
-from .train import fit_labeler, make_task
+from .train import fit_labeler, make_task, thresholds_from_folds
 
 THRESHOLD_HOLDOUT = 0.1
 
@@ -48,6 +50,7 @@ def crossval_folds(
     engine = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
     task = make_task(config, issues)
+    hold_out = task.multi_label and not thresholds_from_folds(config, task, engine)
     bar = tqdm(total=folds * repeats, desc=f"crossval {engine}", unit="fold", disable=None if progress else True)
     for repeat in range(repeats):
         repeat_seed = seed + repeat
@@ -55,7 +58,7 @@ def crossval_folds(
             held_out = set(test_idx)
             rest = [issue for i, issue in enumerate(issues) if i not in held_out]
             eval = None
-            if task.multi_label:
+            if hold_out:
                 rest, eval = split_issues(rest, [1 - THRESHOLD_HOLDOUT, THRESHOLD_HOLDOUT], repeat_seed)
             started = time.perf_counter()
             labeler, _ = fit_labeler(config, rest, eval, engine, repeat_seed, task)

@@ -71,6 +71,22 @@ def choose_labels(
     return [label_names[k] for k in chosen]
 
 
+def label_matrix(scores: np.ndarray, thresholds: np.ndarray | float, multi_label: bool, min_labels: int, max_labels: int) -> np.ndarray:
+    """`choose_labels` for many issues at once, as an (issues, labels) boolean matrix: what thresholds are
+    chosen against, so that they are tuned under the rule that applies them."""
+    if not multi_label:
+        return labels_at(scores, multi_label=False)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    passed = np.take_along_axis(scores >= thresholds, order, axis=1)  # in each row's score order
+    keep = passed & (np.cumsum(passed, axis=1) <= max_labels) if max_labels else passed
+    if min_labels:  # the top labels not kept fill in until there are min_labels
+        deficit = np.maximum(0, min_labels - keep.sum(axis=1, keepdims=True))
+        keep = keep | (~keep & (np.cumsum(~keep, axis=1) <= deficit))
+    out = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(out, order, keep, axis=1)
+    return out
+
+
 def resolve_policy(run_policy: PolicyConfig, override: PolicyConfig | None = None, dry_run: bool = False) -> PolicyConfig:
     """The policy the GitHub side uses: a config's [policy] when given, else the run's; `dry_run` on top."""
     policy = override or run_policy

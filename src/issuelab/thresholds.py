@@ -34,19 +34,68 @@ def tune_thresholds(scores: np.ndarray, gold: np.ndarray, label_names: Sequence[
 
 
 def calibration_report(
-    scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], thresholds: dict[str, float], multi_label: bool
+    scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], thresholds: dict[str, float], multi_label: bool,
+    source: str, folds_report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """How each label's threshold was set (tuned on eval, or the default for a label with too few eval
-    positives) and the expected calibration error of the scores on eval."""
+    """How each label's threshold was set and on what (`source`: "out-of-fold (5 folds)" or "eval split"),
+    with the expected calibration error of the scores it was set on. Methods: "argmax" (single-label),
+    "shrunk" / "global" (out of fold: a label with too few positives takes the global threshold),
+    "tuned" / "default" (eval split: too few positives keep DEFAULT_THRESHOLD)."""
     positives = {label: int(gold[:, k].sum()) for k, label in enumerate(label_names)}
     if not multi_label:  # the argmax decides; thresholds are not used
         method = {label: "argmax" for label in label_names}
+    elif folds_report:
+        method = folds_report["methods"]
     else:
         method = {label: "tuned" if positives[label] >= MIN_POSITIVES_TO_TUNE else "default" for label in label_names}
-    return {
-        "eval_issues": int(len(gold)),
+    report = {
+        "source": source,
+        "issues": int(len(gold)),
         "ece": round(expected_calibration_error(scores, gold, multi_label), 5),
-        "labels": {label: {"threshold": round(thresholds[label], 5), "method": method[label], "eval_positives": positives[label]}
+        "labels": {label: {"threshold": round(thresholds[label], 5), "method": method[label], "positives": positives[label]}
                    for label in label_names},
-        "fallback": sorted(label for label in label_names if method[label] == "default"),
+        "fallback": sorted(label for label in label_names if method[label] in ("default", "global")),
     }  # fmt: skip
+    if folds_report:
+        report["global_threshold"] = folds_report["global_threshold"]
+    return report
+
+
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
+SHRINK_STRENGTH = 10  # a label's own best threshold counts as much as the global one at this many positives
+
+
+def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
+    return float(f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum())))
+
+
+def out_of_fold_thresholds(
+    scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], min_labels: int, max_labels: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Thresholds from out-of-fold scores (every training issue scored by a model that did not see it).
+
+    One global threshold maximises micro F1 under the policy's rule (`min_labels`, `max_labels`); each
+    label's own best threshold is then shrunk toward it by how much evidence the label has:
+    t = (n * own + SHRINK_STRENGTH * global) / (n + SHRINK_STRENGTH) for a label with n positives, and a
+    label with fewer than MIN_POSITIVES_TO_TUNE positives keeps the global threshold.
+    Returns the thresholds and a report (the global threshold, each label's method and positives)."""
+    from .policy import label_matrix
+
+    def micro_at(thresholds) -> float:
+        return _micro_f1(label_matrix(scores, thresholds, True, min_labels, max_labels), gold)
+
+    # First maximum over the grid: ties go to the lowest threshold that reaches it.
+    global_threshold = float(max(THRESHOLD_GRID, key=micro_at))
+    thresholds, methods, positives = {}, {}, {}
+    for k, label in enumerate(label_names):
+        n = positives[label] = int(gold[:, k].sum())
+        if n < MIN_POSITIVES_TO_TUNE:
+            thresholds[label], methods[label] = global_threshold, "global"
+            continue
+        column = scores[:, k]
+        own = max(THRESHOLD_GRID, key=lambda t: (f1(int(((column >= t) & gold[:, k]).sum()), int((column >= t).sum()), n), -abs(t - global_threshold)))
+        thresholds[label] = round(float((n * own + SHRINK_STRENGTH * global_threshold) / (n + SHRINK_STRENGTH)), 5)
+        methods[label] = "shrunk"
+    report = {"global_threshold": global_threshold, "micro_f1_global": round(micro_at(global_threshold), 5),
+              "methods": methods, "positives": positives}  # fmt: skip
+    return thresholds, report

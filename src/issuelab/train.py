@@ -6,6 +6,7 @@ and fold of a run sees the task it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import shutil
@@ -16,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ._version import __version__
 from .config import Config
 from .data import Issue, current_umask, file_sha256
@@ -24,9 +27,9 @@ from .engines.registry import create_engine
 from .errors import DataError, IssuelabError
 from .labeler import Labeler
 from .metrics import ModelMetrics, gold_matrix, score_outputs
-from .policy import DEFAULT_THRESHOLD
+from .policy import DEFAULT_THRESHOLD, PolicyConfig, label_matrix, threshold_array
 from .runtime import is_main_process, library_versions
-from .thresholds import MIN_POSITIVES_TO_TUNE, calibration_report, tune_thresholds
+from .thresholds import MIN_POSITIVES_TO_TUNE, calibration_report, out_of_fold_thresholds, tune_thresholds
 
 
 def make_task(config: Config, issues: Sequence[Issue]) -> Task:
@@ -44,6 +47,32 @@ def _data_info(path: str | Path | None, issues: Sequence[Issue]) -> dict:
     return info
 
 
+def learned_policy(policy: PolicyConfig, issues: Sequence[Issue]) -> PolicyConfig:
+    """The policy with the label-count rule of the training data: no forced label when some training
+    issues carry none, and at most as many labels as any training issue carries."""
+    counts = [len(issue.labels) for issue in issues]
+    most = max(counts, default=0)
+    min_labels = policy.min_labels if min(counts, default=0) > 0 else 0
+    max_labels = min(policy.max_labels, most) if policy.max_labels else most
+    return dataclasses.replace(policy, min_labels=min_labels, max_labels=max(max_labels, min_labels, 1))
+
+
+def calibration_method(setting: str, model, task: Task, eval: list[Issue] | None) -> str:
+    """How thresholds are set: "argmax" (single-label), "folds", "eval" or "default" (no data for it)."""
+    if not task.multi_label:
+        return "argmax"
+    if setting == "folds" or (setting == "auto" and model.quick_to_fit):
+        return "folds"
+    return "eval" if eval else "default"
+
+
+def thresholds_from_folds(config: Config, task: Task, engine: str | None = None) -> bool:
+    """Whether a multi-label run of `engine` chooses its thresholds out of fold (needing no eval split)."""
+    name = engine or config.train.engine
+    model = create_engine(name, config.engine_options(name), config.train.engine_options)
+    return calibration_method(config.train.calibration, model, task, None) == "folds"
+
+
 def fit_labeler(
     config: Config,
     train: list[Issue],
@@ -52,29 +81,39 @@ def fit_labeler(
     seed: int | None = None,
     task: Task | None = None,
 ) -> tuple[Labeler, ModelMetrics | None]:
-    """Fits in memory; returns the labeler and its metrics on `eval` (None without eval data).
-    `task` defaults to `make_task(config, train)` (cross-validation resolves it once for all folds)."""
+    """Fits in memory; returns the labeler and its held-out metrics: out of fold over train + eval when
+    thresholds are chosen on folds, else on `eval` (None without eval data). `task` defaults to
+    `make_task(config, train)` (cross-validation resolves it once for all folds)."""
     if not train:
         raise DataError("the training data is empty")
     engine_name = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
     task = task or make_task(config, train)
-    label_names = task.label_names
+    names = task.label_names
     model = create_engine(engine_name, config.engine_options(engine_name), config.train.engine_options)
-    model.fit(train, eval, task, seed)
-    thresholds = {name: DEFAULT_THRESHOLD for name in label_names}
-    calibration = None
-    if eval:
-        eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, label_names)
-        if task.multi_label:
-            thresholds = tune_thresholds(eval_scores, eval_gold, label_names)
-        calibration = calibration_report(eval_scores, eval_gold, label_names, thresholds, task.multi_label)
+    method = calibration_method(config.train.calibration, model, task, eval)
+    data = train + (eval or []) if method == "folds" else train
+    policy = learned_policy(config.policy, data) if task.multi_label else config.policy
+    thresholds = {name: DEFAULT_THRESHOLD for name in names}
+    calibration, metrics = None, None
+    if method == "folds":  # thresholds on out-of-fold scores, then the model on all the data
+        scores, gold = model.fit_out_of_fold(data, task, seed, config.train.folds), gold_matrix(data, names)
+        thresholds, report = out_of_fold_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
+        calibration = calibration_report(scores, gold, names, thresholds, True, f"out-of-fold ({config.train.folds} folds)", report)
+        metrics = _scored("out-of-fold", data, label_matrix(scores, threshold_array(thresholds, names), True, policy.min_labels, policy.max_labels), names)
+    else:
+        model.fit(train, eval, task, seed)
+        if eval:
+            eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, names)
+            if method == "eval":
+                thresholds = tune_thresholds(eval_scores, eval_gold, names)
+            calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
     labeler = Labeler(
         engine=model,
         labels=[{"name": label.name, "description": label.description} for label in task.labels],
         thresholds=thresholds,
         multi_label=task.multi_label,
-        policy=config.policy,
+        policy=policy,
         prompt=task.prompt,
         manifest={
             "engine": engine_name,
@@ -85,11 +124,14 @@ def fit_labeler(
             "calibration": calibration,
         },
     )
-    metrics = None
-    if eval:
-        outputs = [p.output for p in labeler.predict(eval)]
-        metrics = score_outputs("eval", [issue.labels for issue in eval], outputs, label_names)
+    if eval and method != "folds":
+        metrics = score_outputs("eval", [issue.labels for issue in eval], [p.output for p in labeler.predict(eval)], names)
     return labeler, metrics
+
+
+def _scored(name: str, issues: Sequence[Issue], chosen: np.ndarray, names: Sequence[str]) -> ModelMetrics:
+    outputs = [", ".join(label for label, on in zip(names, row) if on) for row in chosen]
+    return score_outputs(name, [issue.labels for issue in issues], outputs, names)
 
 
 def train_run(
@@ -121,11 +163,12 @@ def train_run(
     )
     if not is_main_process():  # under `accelerate launch`, one process writes the run
         return labeler, metrics
-    fallback = (labeler.manifest.get("calibration") or {}).get("fallback")
-    if fallback:
+    calibration = labeler.manifest.get("calibration") or {}
+    if calibration.get("fallback"):
+        kept = f"the global threshold {calibration['global_threshold']}" if "global_threshold" in calibration else f"the default threshold {DEFAULT_THRESHOLD}"
         print(
-            f"issuelab: default threshold {DEFAULT_THRESHOLD} kept for {', '.join(fallback)}: fewer than "
-            f"{MIN_POSITIVES_TO_TUNE} eval issues carry it (more labeled issues would let it be tuned)",
+            f"issuelab: {kept} kept for {', '.join(calibration['fallback'])}: fewer than {MIN_POSITIVES_TO_TUNE} "
+            f"issues of the {calibration['source']} carry it (more labeled issues would let it be tuned)",
             file=sys.stderr,
         )
     _write_run(labeler, out_dir)

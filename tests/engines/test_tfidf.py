@@ -82,13 +82,23 @@ def test_every_run_records_how_its_thresholds_were_set(toy_config):
     for issue in eval:  # ci/cd on exactly two eval issues: too few to tune its threshold
         issue.labels = [label for label in issue.labels if label != "ci/cd"] or ["bug"]
     eval[0].labels, eval[1].labels = ["ci/cd"], ["ci/cd"]
+    train = [i for i in make_issues(300, seed=1) if "ci/cd" not in i.labels]
+    config.train.calibration = "eval"
     labeler, _ = fit_labeler(config, make_issues(300, seed=1), eval)
     calibration = labeler.manifest["calibration"]
-    assert calibration["fallback"] == ["ci/cd"]
-    assert calibration["labels"]["ci/cd"] == {"threshold": 0.5, "method": "default", "eval_positives": 2}
+    assert calibration["source"] == "eval split" and calibration["fallback"] == ["ci/cd"]
+    assert calibration["labels"]["ci/cd"] == {"threshold": 0.5, "method": "default", "positives": 2}
     assert calibration["labels"]["bug"]["method"] == "tuned"
     assert calibration["labels"]["bug"]["threshold"] == pytest.approx(labeler.thresholds["bug"], abs=1e-5)
-    assert 0.0 <= calibration["ece"] < 0.5 and calibration["eval_issues"] == 60
+    assert 0.0 <= calibration["ece"] < 0.5 and calibration["issues"] == 60
+
+    config.train.calibration = "auto"  # tfidf refits in a second: thresholds out of fold over train + eval
+    labeler, metrics = fit_labeler(config, train, eval)
+    calibration = labeler.manifest["calibration"]
+    assert calibration["source"] == "out-of-fold (5 folds)" and calibration["issues"] == len(train) + 60 == metrics.examples
+    assert calibration["fallback"] == ["ci/cd"]  # two positives in all the data: the global threshold
+    assert calibration["labels"]["ci/cd"] == {"threshold": calibration["global_threshold"], "method": "global", "positives": 2}
+    assert calibration["labels"]["bug"]["method"] == "shrunk" and metrics.name == "out-of-fold"
     single, _ = fit_labeler(config, make_issues(200, multi_label=False), make_issues(40, seed=5, multi_label=False))
     assert {v["method"] for v in single.manifest["calibration"]["labels"].values()} == {"argmax"}
 

@@ -45,7 +45,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {labeler.manifest['train_seconds']:.1f}s -> {args.out}")
     if metrics:
-        print(f"\neval split ({metrics.examples} issues):\n{format_table([metrics])}\n\n{format_per_label_table(metrics)}")
+        held_out = "out of fold, train + eval" if metrics.name == "out-of-fold" else "eval split"
+        print(f"\n{held_out} ({metrics.examples} issues):\n{format_table([metrics])}\n\n{format_per_label_table(metrics)}")
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:

@@ -55,8 +55,18 @@ class Engine(Protocol):
     options: Any
     info: EngineInfo
 
+    @property
+    def quick_to_fit(self) -> bool:
+        """Fitting it a few more times (out-of-fold scores) costs seconds, not minutes."""
+        ...
+
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int) -> None:
         """Learns `task` from `train`; `eval` (may be None) is for early stopping, not thresholds."""
+        ...
+
+    def fit_out_of_fold(self, train: list[Issue], task: Task, seed: int, folds: int) -> np.ndarray:
+        """Fits on all of `train` and returns its out-of-fold scores: each issue's from a model fitted
+        without it (`folds` folds)."""
         ...
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
@@ -71,3 +81,21 @@ class Engine(Protocol):
 
     @classmethod
     def load(cls, directory: Path) -> Engine: ...
+
+
+class BaseEngine:
+    """What engines share: out-of-fold fitting by refitting a fresh copy of the engine on each fold."""
+
+    options: Any
+    quick_to_fit = True
+
+    def fresh(self) -> Engine:
+        """An untrained engine with the same options."""
+        return type(self)(self.options)
+
+    def fit_out_of_fold(self, train: list[Issue], task: Task, seed: int, folds: int) -> np.ndarray:
+        from .folds import out_of_fold_scores
+
+        scores = out_of_fold_scores(self.fresh, train, task, seed, folds)
+        self.fit(train, None, task, seed)
+        return scores

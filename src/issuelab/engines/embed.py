@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,11 +27,17 @@ from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from ..runtime import device
-from . import EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
 from .torch_loop import train_loop
 
 CPU_FINETUNE_LIMIT = 3000
+EMBEDDING_CACHE_SIZE = 50_000  # frozen embeddings kept per encoder (MiniLM: 1.5 kB each)
+
+# A frozen encoder never changes: it is loaded once per process, and each text is embedded once, so that
+# out-of-fold fits, cross-validation folds and ensemble members that share it cost one pass over the issues.
+_FROZEN_ENCODERS: dict[tuple, tuple] = {}
+_FROZEN_EMBEDDINGS: dict[tuple, OrderedDict] = {}
 
 
 @dataclass
@@ -61,10 +68,14 @@ def document(issue: Issue) -> str:
     return f"{issue.title}\n\n{issue.body or ''}".strip()
 
 
-class EmbedEngine:
+class EmbedEngine(BaseEngine):
     name = "embed"
     Options = EmbedOptions
     generative = False
+
+    @property
+    def quick_to_fit(self) -> bool:
+        return self.options.finetune == "no"  # frozen: an embedding pass and logistic regressions
 
     def __init__(self, options: EmbedOptions | None = None):
         self.options = options or EmbedOptions()
@@ -72,14 +83,22 @@ class EmbedEngine:
 
     # -- encoder -------------------------------------------------------------------------------
 
-    def _load_encoder(self, path: Path, for_answering: bool = False) -> None:
+    def _load_encoder(self, path: Path, for_answering: bool = False, frozen: bool = False) -> None:
+        """The tokenizer and encoder at `path`; a frozen one is shared by every engine of the process."""
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.device = device()
         dtype = inference_dtype(self.options.inference_dtype, self.device) if for_answering else torch.float32
+        key = (str(path), str(dtype), self.device)
+        self.frozen_key = (*key, self.options.max_tokens) if frozen else None
+        if frozen and key in _FROZEN_ENCODERS:
+            self.tokenizer, self.encoder = _FROZEN_ENCODERS[key]
+            return
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.encoder = AutoModel.from_pretrained(path, dtype=torch.float32).to(self.device, dtype)
+        if frozen:
+            _FROZEN_ENCODERS[key] = (self.tokenizer, self.encoder)
 
     def _embed(self, texts: list[str]):
         """Mean-pooled, L2-normalised embeddings (a torch tensor; gradients when training)."""
@@ -93,13 +112,27 @@ class EmbedEngine:
         return torch.nn.functional.normalize(pooled, dim=-1)
 
     def _embed_all(self, issues: list[Issue]) -> np.ndarray:
+        texts = [document(i) for i in issues]
+        if self.frozen_key is None:
+            return self._embed_texts(texts)
+        cache = _FROZEN_EMBEDDINGS.setdefault(self.frozen_key, OrderedDict())
+        missing = list(dict.fromkeys(t for t in texts if t not in cache))
+        for text, vector in zip(missing, self._embed_texts(missing)):
+            cache[text] = vector
+        while len(cache) > EMBEDDING_CACHE_SIZE:
+            cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.encoder.config.hidden_size), dtype=np.float32)
+        return np.stack([cache[t] for t in texts])
+
+    def _embed_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         self.encoder.eval()
         out = []
         with torch.inference_mode():
-            for start in range(0, len(issues), 32):
-                out.append(self._embed([document(i) for i in issues[start : start + 32]]).float().cpu().numpy())
+            for start in range(0, len(texts), 32):
+                out.append(self._embed(texts[start : start + 32]).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.encoder.config.hidden_size), dtype=np.float32)
 
     # -- protocol ------------------------------------------------------------------------------
@@ -110,10 +143,10 @@ class EmbedEngine:
         torch.manual_seed(seed)
         self.labels = task.label_names
         self.multi_label = task.multi_label
-        self._load_encoder(encoder_path(self.options.model))
         finetune = self.options.finetune == "yes" or (
-            self.options.finetune == "auto" and (self.device == "cuda" or len(train) <= CPU_FINETUNE_LIMIT)
+            self.options.finetune == "auto" and (device() == "cuda" or len(train) <= CPU_FINETUNE_LIMIT)
         )
+        self._load_encoder(encoder_path(self.options.model), frozen=not finetune)
         started = time.perf_counter()
         gold = gold_matrix(train, self.labels)
         if finetune:
@@ -176,7 +209,7 @@ class EmbedEngine:
         engine.labels, engine.multi_label, engine.finetuned = state["labels"], state["multi_label"], state["finetuned"]
         engine.info = state["info"]
         encoder = directory / "encoder" if engine.finetuned else encoder_path(engine.options.model)
-        engine._load_encoder(encoder, for_answering=True)
+        engine._load_encoder(encoder, for_answering=True, frozen=not engine.finetuned)
         with np.load(directory / "head.npz", allow_pickle=False) as weights:
             engine.coef, engine.intercept = weights["coef"], weights["intercept"]
         return engine

@@ -5,8 +5,10 @@ the second time with the next seed (its run folder `<engine>-2`): averaging seed
 member. Scores are made comparable first:
 for single-label data each member's row is normalised to sum to one (a distribution over labels);
 for multi-label data the members' per-label probabilities are averaged as they are. Weights come from
-`weights`, else are tuned on the eval split (a grid over the simplex, step 0.1, maximising micro F1),
-else are equal. The labeler tunes per-label thresholds on the combined scores afterwards.
+`weights`; else, when every member is quick to refit, from the members' out-of-fold scores (a grid over
+the simplex, step 0.1, maximising micro F1 at the best single threshold), falling back to the best
+member alone when no mix beats it out of fold; else from the eval split; else they are equal. The
+labeler tunes per-label thresholds on the combined scores afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 
 from ..data import Issue, write_json
 from ..metrics import f1, gold_matrix
-from ..policy import labels_at
+from ..policy import label_matrix, labels_at
+from ..thresholds import THRESHOLD_GRID
 from . import Engine, EngineInfo, Task
 from .registry import ENGINES, create_engine, engine_class
 
@@ -65,6 +68,18 @@ def _micro_f1(scores: np.ndarray, gold: np.ndarray, multi_label: bool) -> float:
     return f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum()))
 
 
+def _best_threshold_f1(scores: np.ndarray, gold: np.ndarray, multi_label: bool, min_labels: int) -> float:
+    """Micro F1 at the best single threshold (the argmax for single-label data): how good a mix can be
+    once its thresholds are tuned."""
+    if not multi_label:
+        return _micro_f1(scores, gold, multi_label)
+    best = 0.0
+    for threshold in THRESHOLD_GRID:
+        pred = label_matrix(scores, threshold, True, min_labels, 0)
+        best = max(best, f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum())))
+    return best
+
+
 class EnsembleEngine:
     name = "ensemble"
     Options = EnsembleOptions
@@ -76,18 +91,28 @@ class EnsembleEngine:
         self.make_member = make_member  # engine name -> an untrained engine with that engine's options
         self.info: EngineInfo = {}
 
-    def _combine(self, member_scores: list[np.ndarray], weights) -> np.ndarray:
+    @property
+    def quick_to_fit(self) -> bool:
+        return all(self.make_member(engine).quick_to_fit for engine in set(self.options.engines))
+
+    def _combine(self, member_scores: list[np.ndarray | None], weights) -> np.ndarray:
+        used = [(w, s) for w, s in zip(weights, member_scores) if w > 0]
         if not self.multi_label:
-            member_scores = [normalise_rows(s) for s in member_scores]
-        return sum(w * s for w, s in zip(weights, member_scores)) / sum(weights)
+            used = [(w, normalise_rows(s)) for w, s in used]
+        return sum(w * s for w, s in used) / sum(w for w, _ in used)
+
+    def _fit_members(self, fit_member) -> list:
+        """Fits one member per listed engine, a repeated engine with the next seed; returns what each fit returned."""
+        self.members, results = [], []
+        for engine, repeat in zip(self.options.engines, repeats(self.options.engines)):
+            member = self.make_member(engine)
+            results.append(fit_member(member, repeat))
+            self.members.append(member)
+        return results
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         self.multi_label = task.multi_label
-        self.members = []
-        for engine, repeat in zip(self.options.engines, repeats(self.options.engines)):
-            member = self.make_member(engine)
-            member.fit(train, eval, task, seed + repeat)
-            self.members.append(member)
+        self._fit_members(lambda member, repeat: member.fit(train, eval, task, seed + repeat))
         if self.options.weights:
             self.weights = tuple(self.options.weights)
         elif eval:
@@ -96,19 +121,50 @@ class EnsembleEngine:
             self.weights = max(_grid(len(self.members)), key=lambda w: (_micro_f1(self._combine(scores, w), gold, self.multi_label), -np.std(w)))
         else:
             self.weights = tuple(1 / len(self.members) for _ in self.members)
+        self._record("weights tuned on the eval split" if eval and not self.options.weights else "weights given or equal")
+
+    def fit_out_of_fold(self, train: list[Issue], task: Task, seed: int, folds: int) -> np.ndarray:
+        """Each member's out-of-fold scores, weights chosen on them (micro F1 at the best single threshold),
+        and the best member alone when no mix beats it out of fold."""
+        self.multi_label = task.multi_label
+        member_scores = self._fit_members(lambda member, repeat: member.fit_out_of_fold(train, task, seed + repeat, folds))
+        gold = gold_matrix(train, task.label_names)
+        min_labels = 1 if all(issue.labels for issue in train) else 0
+
+        def quality(weights) -> float:
+            return _best_threshold_f1(self._combine(member_scores, weights), gold, self.multi_label, min_labels)
+
+        alone = [quality(tuple(float(k == j) for k in range(len(self.members)))) for j in range(len(self.members))]
+        if self.options.weights:
+            self.weights, how = tuple(self.options.weights), "weights given"
+        else:
+            self.weights = max(_grid(len(self.members)), key=lambda w: (quality(w), -np.std(w)))
+            how = "weights chosen on out-of-fold scores"
+        best = int(np.argmax(alone))
+        if quality(self.weights) <= alone[best] and len(self.members) > 1:
+            how = f"{member_names(self.options.engines)[best]} alone: no mix beat it out of fold ({alone[best]:.4f})"
+            self.weights = tuple(float(k == best) for k in range(len(self.members)))
+        self._record(how, {name: round(f, 5) for name, f in zip(member_names(self.options.engines), alone)} | {"mix": round(quality(self.weights), 5)})
+        return self._combine(member_scores, self.weights)
+
+    def _record(self, how: str, out_of_fold_f1: dict | None = None) -> None:
         names = member_names(self.options.engines)
-        self.info = {"weights": dict(zip(names, self.weights)), "members": {n: m.info for n, m in zip(names, self.members)}}
+        self.info = {"weights": dict(zip(names, self.weights)), "weighting": how,
+                     "members": {n: m.info for n, m, w in zip(names, self.members, self.weights) if w > 0}}  # fmt: skip
+        if out_of_fold_f1:
+            self.info["out_of_fold_micro_f1"] = out_of_fold_f1
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
-        return self._combine([m.predict_scores(issues) for m in self.members], self.weights)
+        return self._combine([m.predict_scores(issues) if w > 0 else None for m, w in zip(self.members, self.weights)], self.weights)
 
     def shared_files(self) -> list[Path]:
-        return sorted(set().union(*(member.shared_files() for member in self.members)))
+        return sorted(set().union(*(m.shared_files() for m, w in zip(self.members, self.weights) if w > 0)))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        for name, member in zip(member_names(self.options.engines), self.members):
-            member.save(directory / name)
+        for name, member, weight in zip(member_names(self.options.engines), self.members, self.weights):
+            if weight > 0:  # a member the mix does not use is not kept
+                member.save(directory / name)
         write_json(directory / "ensemble.json",
                    {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info})  # fmt: skip
 
@@ -119,5 +175,6 @@ class EnsembleEngine:
         engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"])))
         engine.weights, engine.multi_label, engine.info = tuple(state["weights"]), state["multi_label"], state["info"]
         names = member_names(engine.options.engines)
-        engine.members = [engine_class(e).load(directory / n) for e, n in zip(engine.options.engines, names)]
+        engine.members = [engine_class(e).load(directory / n) if w > 0 else None
+                          for e, n, w in zip(engine.options.engines, names, engine.weights)]  # fmt: skip
         return engine

@@ -27,7 +27,7 @@ from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_i
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from ..runtime import device as default_device
-from . import EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
 from .torch_loop import train_loop
 
@@ -97,10 +97,11 @@ def pad_batch(rows: list[list[int]], pad_id: int):
     return ids, mask
 
 
-class HeadEngine:
+class HeadEngine(BaseEngine):
     name = "head"
     Options = HeadOptions
     generative = False
+    quick_to_fit = False  # every fit reads every issue through the LLM
 
     def __init__(self, options: HeadOptions | None = None):
         self.options = options or HeadOptions()

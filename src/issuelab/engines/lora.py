@@ -30,7 +30,7 @@ from ..llm.adapter import AdapterOptions, lora_config, micro_batch, require_lora
 from ..llm.base_model import check_inference_dtype, pad_token_id
 from ..options import options_from_json
 from ..runtime import device as default_device
-from . import EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task
 
 
 @dataclass
@@ -157,10 +157,11 @@ def _train_steps(model, accelerator, optimizer, scheduler, train_loader, eval_lo
     return _Steps(step, history, None if best_loss == math.inf else round(best_loss, 5), best_state, bad_evals >= patience)
 
 
-class LoraEngine:
+class LoraEngine(BaseEngine):
     name = "lora"
     Options = LoraOptions
     generative = True
+    quick_to_fit = False
 
     def __init__(self, options: LoraOptions | None = None):
         self.options = options or LoraOptions()

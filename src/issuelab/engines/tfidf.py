@@ -23,7 +23,7 @@ import numpy as np
 from ..data import Issue, write_json
 from ..metrics import gold_matrix
 from ..options import options_from_json
-from . import EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task
 from .linear_heads import fit_logistic_heads
 
 _WORD_RE = re.compile(r"(?u)\b\w\w+\b")
@@ -121,7 +121,7 @@ def _fit_block(kind: str, documents: Sequence[str], ngrams: tuple[int, int], opt
     return _Block(kind, ngrams, vocabulary, idf)
 
 
-class TfidfEngine:
+class TfidfEngine(BaseEngine):
     name = "tfidf"
     Options = TfidfOptions
     generative = False
