@@ -89,6 +89,12 @@ def test_compare_in_cross_validation_scores_every_issue_once(cli, project):
     (engine,) = report["engines"]
     assert engine["metrics"]["examples"] == 150  # out-of-fold: each issue scored by a model that did not see it
     assert engine["micro_f1"] > 0.6 and engine["run_bytes"] > 0
+    curve = engine["learning_curve"]  # each fold also trained on 1/4, 1/2 and 3/4 of its 100 training issues
+    assert [round(point["training_issues"]) for point in curve] == [25, 50, 75, 100]
+    assert all(len(point["micro_f1"]) == 3 for point in curve)
+    assert sum(curve[-1]["micro_f1"]) / 3 == pytest.approx(engine["metrics"]["f1"]["value"], abs=0.02)  # the folds themselves
+    assert (out / "learning-curve.png").read_bytes().startswith(PNG_MAGIC)
+    assert "with 50 labeled issues" in (out / "report.md").read_text()
 
 
 @pytest.mark.torch  # the project's embed engine is a tiny BERT

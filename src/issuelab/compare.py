@@ -26,10 +26,12 @@ from .engines.registry import engine_class
 from .errors import IssuelabError
 from .labeler import Labeler, score_matrix
 from .metrics import ModelMetrics, expected_calibration_error, gold_matrix, score_outputs
+from .split import split_issues
 from .train import train_run
 
 LATENCY_SAMPLE = 20  # issues labeled one at a time, as the Action and the service do
 TIE_MARGIN = 0.01  # micro F1 this close to the best counts as a tie, broken by latency
+CURVE_FRACTIONS = (0.25, 0.5, 0.75)  # of each fold's training issues, for the learning curve (1.0: the fold itself)
 
 
 @dataclass
@@ -46,6 +48,8 @@ class EngineResult:
     shared_bytes: int  # base models the run loads from a shared cache (not copied into it)
     ece: float
     fallback_labels: list[str] = field(default_factory=list)  # thresholds left at the default
+    # cross-validation: (training issues, micro F1 of each fold) at growing shares of the training folds
+    learning_curve: list[tuple[float, list[float]]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -54,6 +58,7 @@ class EngineResult:
             "train_seconds": round(self.train_seconds, 2), "latency_p50_ms": round(self.latency_p50 * 1000, 2),
             "latency_p95_ms": round(self.latency_p95 * 1000, 2), "run_bytes": self.run_bytes,
             "shared_bytes": self.shared_bytes, "fallback_labels": self.fallback_labels,
+            "learning_curve": [{"training_issues": n, "micro_f1": [round(f, 5) for f in scores]} for n, scores in self.learning_curve],
         }  # fmt: skip
 
 
@@ -124,6 +129,7 @@ def compare(
     folds: int = 5,
     seed: int | None = None,
     runs_dir: Path = Path("reports/compare/runs"),
+    learning_curve: bool = True,
 ) -> Comparison:
     """`issuelab compare`: cross-validation on `data`, or `train` (thresholds on `eval`) scored on `test`."""
     for name in engines:  # before any training: a typo in the last engine must not cost the first ones' time
@@ -132,7 +138,7 @@ def compare(
     if data:
         if train or test:
             raise IssuelabError("give either --data (cross-validation) or --train/--eval/--test (a split), not both")
-        return compare_crossval(config, read_issues(data, names), engines, folds, seed)
+        return compare_crossval(config, read_issues(data, names), engines, folds, seed, learning_curve)
     if not (train and test):
         raise IssuelabError("give --train and --test (and --eval for thresholds), or --data FILE for cross-validation")
     eval_issues = read_issues(eval, names) if eval else None
@@ -157,26 +163,37 @@ def compare_on_split(
 
 
 def compare_crossval(
-    config: Config, issues: list[Issue], engines: Sequence[str], folds: int = 5, seed: int | None = None
+    config: Config, issues: list[Issue], engines: Sequence[str], folds: int = 5, seed: int | None = None,
+    learning_curve: bool = True,
 ) -> Comparison:
-    """Out-of-fold scores for every issue, per engine; the cost columns come from the last fold's model."""
+    """Out-of-fold scores for every issue, per engine; the cost columns come from the last fold's model.
+    `learning_curve`: each fold's engine also trained on shares of its training issues, to show what
+    more labeled issues would buy."""
     if len(issues) < folds:
         raise IssuelabError(f"compare: {len(issues)} issues cannot make {folds} folds")
     results = []
     for engine in engines:
         scores = np.zeros((len(issues), len(config.label_names)))
         predicted: list[list[str]] = [[] for _ in issues]
-        seconds = []
+        seconds, curve = [], {fraction: ([], []) for fraction in (*CURVE_FRACTIONS, 1.0)} if learning_curve else {}
         for fold in crossval_folds(config, issues, engine, folds, 1, seed):
-            fold_scores, fold_labels = _scores_and_labels(fold.labeler, [issues[i] for i in fold.test_index])
+            test = [issues[i] for i in fold.test_index]
+            fold_scores, fold_labels = _scores_and_labels(fold.labeler, test)
             scores[fold.test_index] = fold_scores
             for i, labels in zip(fold.test_index, fold_labels):
                 predicted[i] = labels
             seconds.append(fold.fit_seconds)
             last = fold.labeler
+            for fraction, (sizes, f1s) in curve.items():
+                part = fold.train if fraction == 1.0 else split_issues(fold.train, [fraction, 1 - fraction], fold.seed)[0]
+                labels = fold_labels if fraction == 1.0 else [p.labels for p in fold.fit(part).predict(test)]
+                sizes.append(len(part))
+                f1s.append(score_outputs(engine, [i.labels for i in test], [", ".join(x) for x in labels], config.label_names).f1)
         with tempfile.TemporaryDirectory() as tmp:
             last.save(Path(tmp) / "run")
-            results.append(_result(engine, last, issues, scores, predicted, statistics.mean(seconds), Path(tmp) / "run", config.label_names))
+            result = _result(engine, last, issues, scores, predicted, statistics.mean(seconds), Path(tmp) / "run", config.label_names)
+        result.learning_curve = [(statistics.mean(sizes), f1s) for sizes, f1s in curve.values()]
+        results.append(result)
     data = {"issues": len(issues), "folds": folds}
     return recommend(Comparison(config.label_names, [i.labels for i in issues], results, f"{folds}-fold cross-validation", data))
 

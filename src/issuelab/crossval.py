@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -35,6 +36,8 @@ class Fold:
     test_index: list[int]  # positions in the issues given to crossval_folds
     labeler: Labeler  # trained on the other folds
     fit_seconds: float
+    train: list[Issue]  # the other folds, in order
+    fit: Callable[[list[Issue]], Labeler]  # trains another labeler the way this fold's was, on any issues
 
 
 def crossval_folds(
@@ -57,14 +60,20 @@ def crossval_folds(
         for test_idx in kfold(issues, folds, repeat_seed):
             held_out = set(test_idx)
             rest = [issue for i, issue in enumerate(issues) if i not in held_out]
-            eval = None
-            if hold_out:
-                rest, eval = split_issues(rest, [1 - THRESHOLD_HOLDOUT, THRESHOLD_HOLDOUT], repeat_seed)
+            fit = partial(_fit, config, engine=engine, seed=repeat_seed, task=task, hold_out=hold_out)
             started = time.perf_counter()
-            labeler, _ = fit_labeler(config, rest, eval, engine, repeat_seed, task)
-            yield Fold(repeat, repeat_seed, list(test_idx), labeler, time.perf_counter() - started)
+            labeler = fit(rest)
+            yield Fold(repeat, repeat_seed, list(test_idx), labeler, time.perf_counter() - started, rest, fit)
             bar.update()
     bar.close()
+
+
+def _fit(config: Config, train: list[Issue], *, engine: str, seed: int, task, hold_out: bool) -> Labeler:
+    """`train` as `issuelab train` uses it; an engine calibrated on an eval split gets a stratified tenth."""
+    eval = None
+    if hold_out:
+        train, eval = split_issues(train, [1 - THRESHOLD_HOLDOUT, THRESHOLD_HOLDOUT], seed)
+    return fit_labeler(config, train, eval, engine, seed, task)[0]
 
 
 def crossval(

@@ -133,6 +133,38 @@ def plot_cooccurrence(comparison: Comparison, result: EngineResult, path: Path) 
     fig.savefig(path)
 
 
+def plot_learning_curve(comparison: Comparison, path: Path) -> None:
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    for k, result in enumerate(comparison.results):
+        sizes = [n for n, _ in result.learning_curve]
+        means = np.array([np.mean(f1s) for _, f1s in result.learning_curve])
+        spread = np.array([np.std(f1s) for _, f1s in result.learning_curve])
+        color = COLORS[k % len(COLORS)]
+        ax.plot(sizes, means, marker="o", color=color, label=result.engine)
+        ax.fill_between(sizes, means - spread, means + spread, color=color, alpha=0.15)
+    ax.set_xlabel("labeled issues the model was trained on")
+    ax.set_ylabel("micro F1 on the held-out fold")
+    ax.set_title("Learning curve (mean over folds; band: one standard deviation)")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=min(4, len(comparison.results)), fontsize="small")
+    fig.savefig(path)
+
+
+def learning_curve_summary(comparison: Comparison) -> str:
+    """What doubling the labeled issues bought each engine, read off its learning curve."""
+    lines = []
+    for result in comparison.results:
+        points = {round(n): float(np.mean(f1s)) for n, f1s in result.learning_curve}
+        if len(points) < 2:
+            continue
+        sizes = sorted(points)
+        full, half = sizes[-1], min(sizes, key=lambda n: abs(n - sizes[-1] / 2))
+        lines.append(f"{result.engine}: micro F1 {points[half]:.3f} with {half} labeled issues, {points[full]:.3f} with "
+                     f"{full} ({points[full] - points[half]:+.3f} for twice the issues)")  # fmt: skip
+    return "; ".join(lines)
+
+
 # -- text ----------------------------------------------------------------------------------------
 
 
@@ -204,6 +236,9 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
     plots = {"per-label F1": out / "per-label-f1.png", "precision and recall against the threshold": out / "precision-recall.png"}
     plot_per_label_f1(comparison, plots["per-label F1"])
     plot_precision_recall(comparison, plots["precision and recall against the threshold"])
+    if any(r.learning_curve for r in comparison.results):
+        plots["learning curve"] = out / "learning-curve.png"
+        plot_learning_curve(comparison, plots["learning curve"])
     for result in comparison.results:
         key = f"gold vs predicted labels: {result.engine}"
         plots[key] = out / f"cooccurrence-{slug(result.engine)}.png"
@@ -212,8 +247,10 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
     seed_table = format_table([r.metrics for r in comparison.results])
     label_header, label_rows = _per_label_rows(comparison)
     recommendation = f"**Recommended engine: `{comparison.recommended}`**: {comparison.reason}."
+    curve = learning_curve_summary(comparison)
+    curve_text = f"Learning curve: {curve}. A curve still rising at the right says more labeled issues would pay off." if curve else ""
     markdown = "\n\n".join([
-        "# issuelab: engine comparison", _intro(comparison), recommendation,
+        "# issuelab: engine comparison", _intro(comparison), recommendation, *([curve_text] if curve_text else []),
         "## Metrics (the seed's table; differences against the first engine)", f"```\n{seed_table}\n```",
         "## Cost and calibration", _md_table(COST_HEADER, _cost_rows(comparison)), NOTES,
         "## F1 per label", _md_table(label_header, label_rows),
@@ -240,6 +277,7 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 <p>{html.escape(_intro(comparison))}</p>
 <p class="recommended"><strong>Recommended engine: <code>{html.escape(comparison.recommended)}</code></strong>:
 {html.escape(comparison.reason)}.</p>
+{f"<p>{html.escape(curve_text)}</p>" if curve_text else ""}
 <h2>Metrics (the seed's table; differences against the first engine)</h2>
 <pre>{html.escape(seed_table)}</pre>
 <h2>Cost and calibration</h2>
