@@ -62,9 +62,11 @@ repo = "{repo}"                # owner/name on GitHub
 # review_below = 0.5             # teacher agreement under which an issue is exported for review
 
 [train]
-engine = "tfidf"               # tfidf
+engine = "tfidf"               # tfidf; "ensemble" (tfidf + embed; pip install "issuelab[embed]") scores higher
 seed = 0
 multi_label = "auto"           # auto: single-label (argmax) when every training issue has one label
+# calibration = "auto"         # multi-label thresholds: "folds" (out of fold), "eval" (eval split); auto: folds when quick
+# folds = 5
 
 # [train.tfidf]                # engine options; see README.md for the full list
 # C = 10.0

@@ -61,7 +61,7 @@ def calibration_method(setting: str, model, task: Task, eval: list[Issue] | None
     """How thresholds are set: "argmax" (single-label), "folds", "eval" or "default" (no data for it)."""
     if not task.multi_label:
         return "argmax"
-    if setting == "folds" or (setting == "auto" and model.quick_to_fit):
+    if setting == "folds" or (setting == "auto" and model.quick_to_fit(task)):
         return "folds"
     return "eval" if eval else "default"
 

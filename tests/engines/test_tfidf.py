@@ -53,12 +53,29 @@ def test_save_load_gives_the_same_scores_without_pickle(toy_config, tmp_path):
 
 
 def test_label_with_no_positives_gets_a_low_score():
-    engine = TfidfEngine(TfidfOptions(min_df=1))
+    engine = TfidfEngine(TfidfOptions(min_df=1, label_documents=False))
     train = [i for i in make_issues(100) if "ci/cd" not in i.labels]
     engine.fit(train, None, TOY_TASK)
     scores = engine.predict_scores(make_issues(20, seed=1))
     assert (scores[:, 3] < 0.01).all()
     assert scores[:, :3].max() > 0.5
+
+
+def test_label_description_makes_an_unseen_label_predictable():
+    task = Task(
+        (Label("bug", "Something crashes"), Label("enhancement", "A new feature"), Label("documentation", "Docs"),
+         Label("ci/cd", "Continuous integration pipeline and deployment workflow runner")),
+        multi_label=True,
+    )
+    train = [i for i in make_issues(100) if "ci/cd" not in i.labels]
+    about_ci = [Issue(1, "pipeline workflow fails", "the deployment runner of continuous integration"), Issue(2, "runner pipeline", "")]
+    other = [Issue(3, "widget crash", "it crashes on linux"), Issue(4, "add a feature", "please add a widget")]
+    with_docs, without = TfidfEngine(TfidfOptions(min_df=1)), TfidfEngine(TfidfOptions(min_df=1, label_documents=False))
+    with_docs.fit(train, None, task)
+    without.fit(train, None, task)
+    scores = with_docs.predict_scores(about_ci + other)[:, 3]
+    assert scores[:2].min() > 2 * scores[2:].max()
+    assert scores[:2].min() > 3 * without.predict_scores(about_ci)[:, 3].max()
 
 
 def test_empty_and_unseen_text_still_scores():

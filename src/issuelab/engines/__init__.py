@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
-from ..data import Label, LabelList
+from ..data import Issue, Label, LabelList
 from ..prompt import SEED_TEMPLATE
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from ..data import Issue
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,12 @@ class Task(LabelList):
     labels: tuple[Label, ...]
     multi_label: bool
     prompt: str = SEED_TEMPLATE
+
+    def label_issues(self) -> list[Issue]:
+        """Each label's name and description as an issue that carries that label alone: engines with the
+        `label_documents` option learn from them beside the real issues, so that a label with two
+        examples is still known by its words (and one with two hundred hardly notices)."""
+        return [Issue(f"label:{label.name}", label.name, label.description, [label.name]) for label in self.labels]
 
 
 class EngineInfo(TypedDict, total=False):
@@ -55,9 +59,8 @@ class Engine(Protocol):
     options: Any
     info: EngineInfo
 
-    @property
-    def quick_to_fit(self) -> bool:
-        """Fitting it a few more times (out-of-fold scores) costs seconds, not minutes."""
+    def quick_to_fit(self, task: Task) -> bool:
+        """Fitting it a few more times for `task` (out-of-fold scores) costs seconds, not minutes."""
         ...
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int) -> None:
@@ -87,7 +90,9 @@ class BaseEngine:
     """What engines share: out-of-fold fitting by refitting a fresh copy of the engine on each fold."""
 
     options: Any
-    quick_to_fit = True
+
+    def quick_to_fit(self, task: Task) -> bool:
+        return True
 
     def fresh(self) -> Engine:
         """An untrained engine with the same options."""

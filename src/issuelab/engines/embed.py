@@ -52,6 +52,7 @@ class EmbedOptions:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     C: float = 1.0  # frozen mode: inverse regularisation of each logistic regression
+    label_documents: bool = True  # each label's name and description is one more training issue (Task.label_issues)
     # Answering a loaded run: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32
     # elsewhere (as for lora and head); training always runs in float32.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
@@ -73,9 +74,16 @@ class EmbedEngine(BaseEngine):
     Options = EmbedOptions
     generative = False
 
-    @property
-    def quick_to_fit(self) -> bool:
-        return self.options.finetune == "no"  # frozen: an embedding pass and logistic regressions
+    def quick_to_fit(self, task: Task) -> bool:
+        return not self._finetunes(task, 0)  # frozen: one embedding pass (cached) and logistic regressions
+
+    def _finetunes(self, task: Task, issues: int) -> bool:
+        """"auto" fine-tunes on a GPU, and on a CPU for single-label tasks of at most CPU_FINETUNE_LIMIT
+        issues: measured on NLBSE'24 (single-label, 300 issues) fine-tuning wins; on the multi-label sets
+        of a few hundred issues a frozen encoder with one logistic regression per label does as well."""
+        if self.options.finetune != "auto":
+            return self.options.finetune == "yes"
+        return device() == "cuda" or (not task.multi_label and issues <= CPU_FINETUNE_LIMIT)
 
     def __init__(self, options: EmbedOptions | None = None):
         self.options = options or EmbedOptions()
@@ -143,9 +151,8 @@ class EmbedEngine(BaseEngine):
         torch.manual_seed(seed)
         self.labels = task.label_names
         self.multi_label = task.multi_label
-        finetune = self.options.finetune == "yes" or (
-            self.options.finetune == "auto" and (device() == "cuda" or len(train) <= CPU_FINETUNE_LIMIT)
-        )
+        finetune = self._finetunes(task, len(train))
+        train = train + (task.label_issues() if self.options.label_documents else [])
         self._load_encoder(encoder_path(self.options.model), frozen=not finetune)
         started = time.perf_counter()
         gold = gold_matrix(train, self.labels)

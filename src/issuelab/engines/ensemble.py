@@ -91,9 +91,8 @@ class EnsembleEngine:
         self.make_member = make_member  # engine name -> an untrained engine with that engine's options
         self.info: EngineInfo = {}
 
-    @property
-    def quick_to_fit(self) -> bool:
-        return all(self.make_member(engine).quick_to_fit for engine in set(self.options.engines))
+    def quick_to_fit(self, task: Task) -> bool:
+        return all(self.make_member(engine).quick_to_fit(task) for engine in set(self.options.engines))
 
     def _combine(self, member_scores: list[np.ndarray | None], weights) -> np.ndarray:
         used = [(w, s) for w, s in zip(weights, member_scores) if w > 0]

@@ -101,7 +101,9 @@ class HeadEngine(BaseEngine):
     name = "head"
     Options = HeadOptions
     generative = False
-    quick_to_fit = False  # every fit reads every issue through the LLM
+
+    def quick_to_fit(self, task: Task) -> bool:
+        return False  # every fit reads every issue through the LLM
 
     def __init__(self, options: HeadOptions | None = None):
         self.options = options or HeadOptions()

@@ -161,7 +161,9 @@ class LoraEngine(BaseEngine):
     name = "lora"
     Options = LoraOptions
     generative = True
-    quick_to_fit = False
+
+    def quick_to_fit(self, task: Task) -> bool:
+        return False
 
     def __init__(self, options: LoraOptions | None = None):
         self.options = options or LoraOptions()

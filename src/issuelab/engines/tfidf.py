@@ -39,6 +39,7 @@ class TfidfOptions:
     title_repeats: int = 2  # the title is the densest signal; repeating it weights it up
     C: float = 10.0  # inverse L2 regularisation strength of each logistic regression
     class_weight: str = "balanced"  # "balanced" or "none"
+    label_documents: bool = True  # each label's name and description is one more training issue (Task.label_issues)
 
     def __post_init__(self) -> None:
         for name in ("word_ngrams", "char_ngrams"):
@@ -163,6 +164,7 @@ class TfidfEngine(BaseEngine):
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         opts = self.options
+        train = train + (task.label_issues() if opts.label_documents else [])
         documents = [_document(issue, opts) for issue in train]
         self.blocks = [
             _fit_block("word", documents, opts.word_ngrams, opts),

@@ -1,0 +1,71 @@
+"""Thresholds chosen out of fold: one global threshold under the policy's rule, per-label ones shrunk
+toward it by how many positives a label has, never anything learned from the issues being scored."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from issuelab.config import load_config
+from issuelab.crossval import crossval_folds
+from issuelab.policy import label_matrix
+from issuelab.thresholds import SHRINK_STRENGTH, THRESHOLD_GRID, out_of_fold_thresholds
+
+from .helpers import make_issues
+
+
+def test_a_rare_label_takes_the_global_threshold_and_others_are_shrunk_toward_it():
+    rng = np.random.default_rng(0)
+    gold = np.zeros((200, 3), dtype=bool)
+    gold[:100, 0] = True  # common
+    gold[100:, 1] = True  # common, separable only at a high cut
+    gold[[3, 7], 2] = True  # two positives: too few to tune
+    scores = np.where(gold, rng.uniform(0.55, 1.0, gold.shape), rng.uniform(0.0, 0.5, gold.shape))
+    scores[:, 1] = np.where(gold[:, 1], rng.uniform(0.85, 1.0, 200), rng.uniform(0.0, 0.8, 200))
+    thresholds, report = out_of_fold_thresholds(scores, gold, ["a", "b", "rare"], min_labels=1, max_labels=0)
+    glob = report["global_threshold"]
+    assert glob in THRESHOLD_GRID and report["methods"] == {"a": "shrunk", "b": "shrunk", "rare": "global"}
+    assert thresholds["rare"] == glob and report["positives"]["rare"] == 2
+    own_b = 0.82  # the first grid point above every negative of b
+    assert glob < thresholds["b"] < own_b  # 100 positives: mostly its own threshold, pulled toward the global one
+    expected = (100 * thresholds_own(scores[:, 1], gold[:, 1], glob) + SHRINK_STRENGTH * glob) / (100 + SHRINK_STRENGTH)
+    assert thresholds["b"] == pytest.approx(expected, abs=1e-5)
+
+
+def thresholds_own(column, positives, glob):
+    def f1(t):
+        predicted = column >= t
+        return 2 * (predicted & positives).sum() / (predicted.sum() + positives.sum())
+
+    return max(THRESHOLD_GRID, key=lambda t: (f1(t), -abs(t - glob)))
+
+
+def test_the_global_threshold_is_chosen_under_the_rule_that_applies_it():
+    # the first issue's positive scores 0.3, below the second issue's negative at 0.35
+    scores = np.array([[0.3, 0.1], [0.9, 0.35], [0.1, 0.95]])
+    gold = np.array([[1, 0], [1, 0], [0, 1]], dtype=bool)
+    _, forced = out_of_fold_thresholds(scores, gold, ["a", "b"], min_labels=1, max_labels=0)
+    _, free = out_of_fold_thresholds(scores, gold, ["a", "b"], min_labels=0, max_labels=0)
+    # without the rule a low cut is best (one false positive); with one label forced per issue a cut
+    # above 0.35 is perfect, and that is what the rule's threshold must be
+    assert free["global_threshold"] <= 0.3 and free["micro_f1_global"] < 1
+    assert 0.35 < forced["global_threshold"] <= 0.9 and forced["micro_f1_global"] == 1
+    assert label_matrix(scores, forced["global_threshold"], True, 1, 0).tolist() == gold.tolist()
+
+
+def test_thresholds_never_see_the_test_fold(toy_config):
+    config = load_config(toy_config)
+    issues = make_issues(90, seed=3)
+    first = list(crossval_folds(config, issues, "tfidf", folds=3, progress=False))
+    held_out = first[0].test_index
+    changed = list(issues)
+    for i in held_out:  # the first fold's test issues get other words (same labels, so the same folds)
+        changed[i] = issues[i].__class__(issues[i].id, "zebra quartz", "mango violin", list(issues[i].labels))
+    second = list(crossval_folds(config, changed, "tfidf", folds=3, progress=False))
+    assert [fold.test_index for fold in second] == [fold.test_index for fold in first]
+    probe = make_issues(20, seed=11)
+    assert second[0].labeler.thresholds == first[0].labeler.thresholds
+    np.testing.assert_array_equal(second[0].labeler.engine.predict_scores(probe), first[0].labeler.engine.predict_scores(probe))
+    assert second[0].labeler.manifest["calibration"]["issues"] == len(issues) - len(held_out)
+    # the other folds trained (and calibrated) on the changed issues
+    assert not np.array_equal(second[1].labeler.engine.predict_scores(probe), first[1].labeler.engine.predict_scores(probe))
