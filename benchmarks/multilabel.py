@@ -14,6 +14,7 @@ scores of the training folds, at least one label per issue; and the same average
 regression.
 
     python benchmarks/multilabel.py --engines tfidf ensemble --json docs/results/multilabel-small.json
+    python benchmarks/multilabel.py --engines ensemble ensemble:embed.label_documents=false  # configurations side by side
     python benchmarks/multilabel.py --protocol full --engines tfidf ensemble --json docs/results/multilabel-full.json
 
 Data: $ISSUELAB_DATA/multilabel/{sklearn,mrtk,hf-datasets}/ (default ../shared/data), read in place.
@@ -107,72 +108,77 @@ class ReferenceMiniLM:
     def fit(self, train, eval, task, seed):
         from issuelab.engines.embed import EmbedEngine, EmbedOptions
 
-        self.engine = EmbedEngine(EmbedOptions(finetune="no"))
+        self.engine = EmbedEngine(EmbedOptions(finetune="no", label_documents=False))
         self.engine.fit(train, None, task, seed)
 
     def predict_scores(self, issues):
         return self.engine.predict_scores(issues)
 
 
-class Averaged:
-    def __init__(self, *parts):
-        self.parts = parts
+def reference_outputs(train: list[Issue], test: list[Issue], task: Task, seed: int) -> dict[str, list[str]]:
+    """Both references on one split: out-of-fold and test scores of each part computed once, then for
+    TF-IDF alone and TF-IDF averaged with MiniLM, one global threshold on the out-of-fold scores of the
+    training issues and at least one label per issue."""
+    names, gold = task.label_names, gold_matrix(train, task.label_names)
+    parts = {}
+    for make in (ReferenceTfidf, ReferenceMiniLM):
+        oof = out_of_fold_scores(make, train, task, seed, 5)
+        model = make()
+        model.fit(train, None, task, seed)
+        parts[make] = oof, model.predict_scores(test)
 
-    def fit(self, train, eval, task, seed):
-        for part in self.parts:
-            part.fit(train, eval, task, seed)
+    def outputs(oof: np.ndarray, scores: np.ndarray) -> list[str]:
+        def micro(threshold) -> float:
+            pred = label_matrix(oof, threshold, True, 1, 0)
+            return 2 * (pred & gold).sum() / max(1, pred.sum() + gold.sum())
 
-    def predict_scores(self, issues):
-        return sum(part.predict_scores(issues) for part in self.parts) / len(self.parts)
+        chosen = label_matrix(scores, max(THRESHOLD_GRID, key=micro), True, 1, 0)
+        return [", ".join(n for n, on in zip(names, row) if on) for row in chosen]
+
+    (tf_oof, tf_test), (lm_oof, lm_test) = parts[ReferenceTfidf], parts[ReferenceMiniLM]
+    return {REFERENCES[0]: outputs(tf_oof, tf_test), REFERENCES[1]: outputs((tf_oof + lm_oof) / 2, (tf_test + lm_test) / 2)}
 
 
-def reference_outputs(make, train: list[Issue], test: list[Issue], task: Task, seed: int) -> list[str]:
-    """One global threshold on out-of-fold scores of the training issues, at least one label per issue."""
-    names = task.label_names
-    oof = out_of_fold_scores(make, train, task, seed, 5)
-    gold = gold_matrix(train, names)
-
-    def micro(threshold) -> float:
-        pred = label_matrix(oof, threshold, True, 1, 0)
-        return 2 * (pred & gold).sum() / max(1, pred.sum() + gold.sum())
-
-    threshold = max(THRESHOLD_GRID, key=micro)
-    model = make()
-    model.fit(train, None, task, seed)
-    chosen = label_matrix(model.predict_scores(test), threshold, True, 1, 0)
-    return [", ".join(n for n, on in zip(names, row) if on) for row in chosen]
+def parse_system(spec: str, config: Config) -> tuple[str, Config]:
+    """ENGINE or ENGINE:ENGINE.KEY=VALUE,...: several configurations of one engine compared in one run."""
+    engine, _, options = spec.partition(":")
+    return engine, set_engine_options(config, [item for item in options.split(",") if item], engine)[0]
 
 
 # -- the run --------------------------------------------------------------------------------------
 
 
-def run_set(name: str, config: Config, engines: list[str], protocol: str, seed: int) -> dict:
+def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: int) -> dict:
     labels, issues = load_set(data_dir() / name)
     config = Config(labels=labels, train=config.train, policy=config.policy)
     task = Task(tuple(labels), multi_label=True)
     splits = list(small_folds(issues) if protocol == "small" else full_split(issues))
-    systems = engines + REFERENCES
-    folds: dict[str, list[dict]] = {system: [] for system in systems}
+    configured = {spec: parse_system(spec, config) for spec in systems}
+    folds: dict[str, list[dict]] = {system: [] for system in systems + REFERENCES}
     for k, (train, eval, test) in enumerate(splits):
         gold = [i.labels for i in test]
-        for system in systems:
+
+        def record(system, outputs, trained, predict_ms):
+            folds[system].append(fold_row(score_outputs(system, gold, outputs, task.label_names), trained, predict_ms))  # noqa: B023 (called at once)
+
+        for system, (engine, system_config) in configured.items():
             started = time.perf_counter()
-            if system in REFERENCES:
-                make = ReferenceTfidf if system == REFERENCES[0] else (lambda: Averaged(ReferenceTfidf(), ReferenceMiniLM()))
-                outputs = reference_outputs(make, train + (eval or []), test, task, seed)
-                trained, predict_ms = time.perf_counter() - started, None
-            else:
-                labeler, _ = fit_labeler(config, train, eval, system, seed, task)
-                trained = time.perf_counter() - started
-                started = time.perf_counter()
-                outputs = [p.output for p in labeler.predict(test)]
-                predict_ms = 1000 * (time.perf_counter() - started) / len(test)
-            m = score_outputs(system, gold, outputs, task.label_names)
-            folds[system].append({"micro_f1": m.f1, "jaccard": m.jaccard, "macro_f1": m.macro_f1, "invalid": m.invalid,
-                                  "train_seconds": trained, "predict_ms": predict_ms})  # fmt: skip
-        line = "  ".join(f"{s} {folds[s][-1]['micro_f1']:.3f}" for s in systems)
+            labeler, _ = fit_labeler(system_config, train, eval, engine, seed, task)
+            trained = time.perf_counter() - started
+            started = time.perf_counter()
+            outputs = [p.output for p in labeler.predict(test)]
+            record(system, outputs, trained, 1000 * (time.perf_counter() - started) / len(test))
+        started = time.perf_counter()
+        for system, outputs in reference_outputs(train + (eval or []), test, task, seed).items():
+            record(system, outputs, time.perf_counter() - started, None)  # both references: one shared time
+        line = "  ".join(f"{s} {folds[s][-1]['micro_f1']:.3f}" for s in folds)
         print(f"{name} fold {k + 1}/{len(splits)}: {line}", file=sys.stderr, flush=True)
     return {system: summarise(rows) for system, rows in folds.items()} | {"_data": {"issues": len(issues), "folds": len(splits)}}
+
+
+def fold_row(m, trained: float, predict_ms: float | None) -> dict:
+    return {"micro_f1": m.f1, "jaccard": m.jaccard, "macro_f1": m.macro_f1, "invalid": m.invalid,
+            "train_seconds": trained, "predict_ms": predict_ms}  # fmt: skip
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -185,21 +191,22 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'SET':<12} {'SYSTEM':<28} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'INVALID':>8} {'TRAIN S':>8} {'MS/ISSUE':>9}")
+    print(f"\n{'SET':<12} {'SYSTEM':<44} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'INVALID':>8} {'TRAIN S':>8} {'MS/ISSUE':>9}")
     for name, systems in results.items():
         ref = systems[REFERENCES[0]]["micro_f1"]
         for system, r in systems.items():
             if system.startswith("_"):
                 continue
             ms = f"{r['predict_ms_per_issue']:.2f}" if r["predict_ms_per_issue"] is not None else "-"
-            print(f"{name:<12} {system:<28} {r['micro_f1']:>9.4f} {r['micro_f1_stdev']:>6.3f} {r['jaccard']:>8.4f} "
+            print(f"{name:<12} {system:<44} {r['micro_f1']:>9.4f} {r['micro_f1_stdev']:>6.3f} {r['jaccard']:>8.4f} "
                   f"{r['macro_f1']:>9.4f} {r['invalid']:>8d} {r['train_seconds']:>8.1f} {ms:>9}  ({r['micro_f1'] - ref:+.3f} vs tf-idf reference)")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", choices=["small", "full"], default="small")
-    parser.add_argument("--engines", nargs="+", default=["tfidf"], help="engines, each trained as `issuelab train` would")
+    parser.add_argument("--engines", nargs="+", default=["tfidf"], metavar="ENGINE[:ENGINE.KEY=VALUE,...]",
+                        help="systems, each trained as `issuelab train` would, e.g. ensemble:embed.model=all-mpnet-base-v2")
     parser.add_argument("--sets", nargs="+", choices=SETS, default=SETS)
     parser.add_argument("--set", action="append", default=[], metavar="ENGINE.KEY=VALUE", help="an engine option")
     parser.add_argument("--seed", type=int, default=0)

@@ -52,7 +52,7 @@ def test_compare_on_a_split_writes_a_readable_report_and_sets_the_engine(cli, pr
     assert "Micro-Avg F1" in stdout and "recommended:" in stdout
     report = json.loads((out / "comparison.json").read_text())
     assert [e["engine"] for e in report["engines"]] == ["tfidf", "embed"]
-    assert report["data"] == {"train": 160, "eval": 40, "test": 60}
+    assert {k: report["data"][k] for k in ("train", "eval", "test", "labels")} == {"train": 160, "eval": 40, "test": 60, "labels": 4}
     for engine in report["engines"]:
         assert 0 < engine["micro_f1"] <= 1 and engine["latency_p50_ms"] > 0 and engine["run_bytes"] > 0
         assert engine["metrics"]["examples"] == 60
@@ -85,7 +85,12 @@ def test_compare_in_cross_validation_scores_every_issue_once(cli, project):
                        "--engines", "tfidf", "--out", out)  # fmt: skip
     assert code == 0, err
     report = json.loads((out / "comparison.json").read_text())
-    assert report["method"] == "3-fold cross-validation" and report["data"] == {"issues": 150, "folds": 3}
+    assert report["method"] == "3-fold cross-validation"
+    data = report["data"]
+    assert {k: data[k] for k in ("issues", "folds", "labels", "multi_label")} == {"issues": 150, "folds": 3, "labels": 4, "multi_label": True}
+    assert 1 < data["labels_per_issue"] < 2 and data["median_issues_per_label"] > 10
+    assert report["reason"].endswith(f"on this data (multi-label, {data['labels_per_issue']:.1f} labels per issue, 4 labels, "
+                                     f"a median of {data['median_issues_per_label']:g} labeled issues per label)")
     (engine,) = report["engines"]
     assert engine["metrics"]["examples"] == 150  # out-of-fold: each issue scored by a model that did not see it
     assert engine["micro_f1"] > 0.6 and engine["run_bytes"] > 0

@@ -158,7 +158,7 @@ def compare_on_split(
         scores, predicted = _scores_and_labels(labeler, test)
         seconds = labeler.manifest["train_seconds"]
         results.append(_result(engine, labeler, test, scores, predicted, seconds, runs_dir / engine, config.label_names))
-    data = {"train": len(train), "eval": len(eval or []), "test": len(test)}
+    data = {"train": len(train), "eval": len(eval or []), "test": len(test)} | data_shape(train + (eval or []), config.label_names)
     return recommend(Comparison(config.label_names, [i.labels for i in test], results, "split", data))
 
 
@@ -194,12 +194,28 @@ def compare_crossval(
             result = _result(engine, last, issues, scores, predicted, statistics.mean(seconds), Path(tmp) / "run", config.label_names)
         result.learning_curve = [(statistics.mean(sizes), f1s) for sizes, f1s in curve.values()]
         results.append(result)
-    data = {"issues": len(issues), "folds": folds}
+    data = {"issues": len(issues), "folds": folds} | data_shape(issues, config.label_names)
     return recommend(Comparison(config.label_names, [i.labels for i in issues], results, f"{folds}-fold cross-validation", data))
 
 
+def data_shape(issues: Sequence[Issue], label_names: Sequence[str]) -> dict[str, Any]:
+    """What the recommendation holds for: which engine wins depends on it (single-label data with a few
+    labels and many issues per label favours fine-tuned encoders; many labels with few issues each, the
+    quick engines), so the report says on what kind of data it was chosen."""
+    counts = [len(issue.labels) for issue in issues]
+    per_label = [sum(name in issue.labels for issue in issues) for name in label_names]
+    return {"labels": len(label_names), "labels_per_issue": round(statistics.mean(counts), 2) if counts else 0.0,
+            "multi_label": any(n > 1 for n in counts), "median_issues_per_label": statistics.median(per_label) if per_label else 0}  # fmt: skip
+
+
+def describe_shape(data: dict[str, Any]) -> str:
+    kind = f"multi-label, {data['labels_per_issue']:.1f} labels per issue" if data["multi_label"] else "single-label"
+    return f"{kind}, {data['labels']} labels, a median of {data['median_issues_per_label']:g} labeled issues per label"
+
+
 def recommend(comparison: Comparison, margin: float = TIE_MARGIN) -> Comparison:
-    """The engine with the best micro F1 (the seed's headline metric); within `margin` of it, the fastest."""
+    """The engine with the best micro F1 (the seed's headline metric); within `margin` of it, the fastest.
+    The reason names the data's shape: on another shape another engine may win."""
     best = max(comparison.results, key=lambda r: r.metrics.f1)
     close = [r for r in comparison.results if best.metrics.f1 - r.metrics.f1 <= margin]
     chosen = min(close, key=lambda r: (r.latency_p50, -r.metrics.f1))
@@ -215,4 +231,6 @@ def recommend(comparison: Comparison, margin: float = TIE_MARGIN) -> Comparison:
             f"({best.engine}, {best.metrics.f1:.2%}) and it labels an issue "
             f"{best.latency_p50 / max(chosen.latency_p50, 1e-9):.1f}x faster"
         )
+    if "labels" in comparison.data:
+        comparison.reason += f", on this data ({describe_shape(comparison.data)})"
     return comparison
