@@ -61,6 +61,19 @@ def calibration_report(
     return report
 
 
+def with_description_thresholds(
+    thresholds: dict[str, float], calibration: dict[str, Any] | None, described: dict[str, float]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Labels that no training issue carries, scored from their description alone (`fewshot`), take the
+    engine's thresholds for them (method "description"); with no labeled issue at all, every label does."""
+    calibration = dict(calibration or {"source": "zero-shot (no labeled issues)", "issues": 0, "labels": {}, "fallback": []})
+    calibration["labels"] = calibration["labels"] | {
+        label: {"threshold": threshold, "method": "description", "positives": 0} for label, threshold in described.items()
+    }
+    calibration["fallback"] = [label for label in calibration["fallback"] if label not in described]
+    return thresholds | described, calibration
+
+
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
 SHRINK_STRENGTH = 10  # a label's own best threshold counts as much as the global one at this many positives
 

@@ -29,7 +29,13 @@ from .labeler import Labeler
 from .metrics import ModelMetrics, gold_matrix, score_outputs
 from .policy import DEFAULT_THRESHOLD, PolicyConfig, label_matrix, threshold_array
 from .runtime import is_main_process, library_versions
-from .thresholds import MIN_POSITIVES_TO_TUNE, calibration_report, out_of_fold_thresholds, tune_thresholds
+from .thresholds import (
+    MIN_POSITIVES_TO_TUNE,
+    calibration_report,
+    out_of_fold_thresholds,
+    tune_thresholds,
+    with_description_thresholds,
+)
 
 
 def make_task(config: Config, issues: Sequence[Issue]) -> Task:
@@ -58,7 +64,8 @@ def learned_policy(policy: PolicyConfig, issues: Sequence[Issue]) -> PolicyConfi
 
 
 def calibration_method(setting: str, model, task: Task, eval: list[Issue] | None) -> str:
-    """How thresholds are set: "argmax" (single-label), "folds", "eval" or "default" (no data for it)."""
+    """How thresholds are set: "argmax" (single-label), "folds", "eval" or "default" (no data for it);
+    a run with no labeled issue at all is "zero-shot" (`fit_labeler`)."""
     if not task.multi_label:
         return "argmax"
     if setting == "folds" or (setting == "auto" and model.quick_to_fit(task)):
@@ -84,30 +91,23 @@ def fit_labeler(
     """Fits in memory; returns the labeler and its held-out metrics: out of fold over train + eval when
     thresholds are chosen on folds, else on `eval` (None without eval data). `task` defaults to
     `make_task(config, train)` (cross-validation resolves it once for all folds)."""
-    if not train:
-        raise DataError("the training data is empty")
     engine_name = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
     task = task or make_task(config, train)
     names = task.label_names
     model = create_engine(engine_name, config.engine_options(engine_name), config.train.engine_options)
-    method = calibration_method(config.train.calibration, model, task, eval)
+    if not train and not getattr(model, "trains_on_nothing", False):
+        raise DataError(f"the training data is empty: engine '{engine_name}' learns from labeled issues (the fewshot engine starts from none)")
+    method = calibration_method(config.train.calibration, model, task, eval) if train or eval else "zero-shot"
     data = train + (eval or []) if method == "folds" else train
-    policy = learned_policy(config.policy, data) if task.multi_label else config.policy
-    thresholds = {name: DEFAULT_THRESHOLD for name in names}
-    calibration, metrics = None, None
-    if method == "folds":  # thresholds on out-of-fold scores, then the model on all the data
-        scores, gold = model.fit_out_of_fold(data, task, seed, config.train.folds), gold_matrix(data, names)
-        thresholds, report = out_of_fold_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
-        calibration = calibration_report(scores, gold, names, thresholds, True, f"out-of-fold ({config.train.folds} folds)", report)
-        metrics = _scored("out-of-fold", data, label_matrix(scores, threshold_array(thresholds, names), True, policy.min_labels, policy.max_labels), names)
-    else:
-        model.fit(train, eval, task, seed)
-        if eval:
-            eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, names)
-            if method == "eval":
-                thresholds = tune_thresholds(eval_scores, eval_gold, names)
-            calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
+    policy = learned_policy(config.policy, data) if task.multi_label and data else config.policy  # nothing to learn from: as configured
+    thresholds, calibration, oof = _fit_and_calibrate(model, method, train, eval, data, task, seed, config.train.folds, policy)
+    if task.multi_label and hasattr(model, "description_thresholds"):  # labels no training issue carries: their description
+        thresholds, calibration = with_description_thresholds(thresholds, calibration, model.description_thresholds())
+    metrics = None
+    if oof is not None:
+        chosen = label_matrix(oof, threshold_array(thresholds, names), True, policy.min_labels, policy.max_labels)
+        metrics = _scored("out-of-fold", data, chosen, names)
     labeler = Labeler(
         engine=model,
         labels=[{"name": label.name, "description": label.description} for label in task.labels],
@@ -127,6 +127,24 @@ def fit_labeler(
     if eval and method != "folds":
         metrics = score_outputs("eval", [issue.labels for issue in eval], [p.output for p in labeler.predict(eval)], names)
     return labeler, metrics
+
+
+def _fit_and_calibrate(model, method: str, train, eval, data, task: Task, seed: int, folds: int, policy: PolicyConfig):
+    """Fits `model` and chooses its thresholds by `method`: (thresholds, calibration report, the
+    out-of-fold scores of `data` when they were computed)."""
+    names = task.label_names
+    if method == "folds":  # thresholds on out-of-fold scores, then the model on all the data
+        scores, gold = model.fit_out_of_fold(data, task, seed, folds), gold_matrix(data, names)
+        thresholds, report = out_of_fold_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
+        return thresholds, calibration_report(scores, gold, names, thresholds, True, f"out-of-fold ({folds} folds)", report), scores
+    model.fit(train, eval, task, seed)
+    thresholds, calibration = {name: DEFAULT_THRESHOLD for name in names}, None
+    if eval:
+        eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, names)
+        if method == "eval":
+            thresholds = tune_thresholds(eval_scores, eval_gold, names)
+        calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
+    return thresholds, calibration, None
 
 
 def _scored(name: str, issues: Sequence[Issue], chosen: np.ndarray, names: Sequence[str]) -> ModelMetrics:

@@ -35,9 +35,11 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = load(args)
     engine = args.engine or config.train.engine
-    engine_class(engine)  # a typo fails before any data is read
+    zero_shot = getattr(engine_class(engine), "trains_on_nothing", False)  # a typo fails before any data is read
+    if not (args.train or zero_shot):
+        raise IssuelabError(f"--train is required: engine '{engine}' learns from labeled issues (the fewshot engine starts from none)")
     config = with_engine_settings(config, _flag_aliases(args, engine))
-    train = read_issues(args.train, config.label_names)
+    train = read_issues(args.train, config.label_names, allow_empty=zero_shot) if args.train else []
     eval = read_issues(args.eval, config.label_names) if args.eval else None
     labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed,
                                  train_path=args.train, eval_path=args.eval, force=args.force)  # fmt: skip
@@ -103,7 +105,7 @@ def _add_train(sub) -> None:
                 "examples:\n  issuelab train --train work/splits/train.jsonl --eval work/splits/eval.jsonl --out runs/tfidf\n"
                 "  issuelab train --engine lora --set lora.max_steps=20 --train T.jsonl --out runs/lora")  # fmt: skip
     config_flag(p)
-    p.add_argument("--train", required=True, help="training dataset JSONL")
+    p.add_argument("--train", help="training dataset JSONL (the fewshot engine also trains on none: zero-shot)")
     p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
     p.add_argument("--engine", help="default: [train] engine of the config")
     set_flag(p)

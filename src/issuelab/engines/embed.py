@@ -91,6 +91,15 @@ class EmbedEngine(BaseEngine):
 
     # -- encoder -------------------------------------------------------------------------------
 
+    def load_frozen(self, for_answering: bool = False) -> None:
+        """Loads the encoder of `options.model` frozen (shared within the process): `embed` then gives
+        cached embeddings. For engines built on top of a frozen encoder (`fewshot`)."""
+        self._load_encoder(encoder_path(self.options.model), for_answering=for_answering, frozen=True)
+
+    def embed(self, issues: list[Issue]) -> np.ndarray:
+        """Normalised embeddings (issues x hidden) of the title and body of each issue."""
+        return self._embed_all(list(issues))
+
     def _load_encoder(self, path: Path, for_answering: bool = False, frozen: bool = False) -> None:
         """The tokenizer and encoder at `path`; a frozen one is shared by every engine of the process."""
         import torch

@@ -17,6 +17,7 @@ ENGINES: dict[str, str] = {
     "embed": "issuelab.engines.embed:EmbedEngine",
     "head": "issuelab.engines.llm_head:HeadEngine",
     "ensemble": "issuelab.engines.ensemble:EnsembleEngine",
+    "fewshot": "issuelab.engines.fewshot:FewshotEngine",
 }
 
 

