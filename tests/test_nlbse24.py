@@ -58,7 +58,9 @@ def test_compare_benchmark_on_the_pooled_multi_label_task(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "comparison.json").read_text())
     (tfidf,) = report["engines"]
-    assert report["data"] == {"issues": 3000, "folds": 2} and tfidf["metrics"]["examples"] == 3000
+    data = report["data"]
+    assert {k: data[k] for k in ("issues", "folds", "labels", "multi_label")} == {"issues": 3000, "folds": 2, "labels": 8, "multi_label": True}
+    assert data["labels_per_issue"] == 2.0 and tfidf["metrics"]["examples"] == 3000
     assert tfidf["micro_f1"] > 0.8 and tfidf["metrics"]["labels_per_example"] > 1.5  # two gold labels per issue
     assert (out / "report.html").stat().st_size > 50_000 and (out / "cooccurrence-tfidf.png").exists()
 
