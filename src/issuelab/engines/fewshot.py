@@ -34,6 +34,7 @@ from ..metrics import gold_matrix
 from ..options import options_from_json
 from . import BaseEngine, EngineInfo, Task
 from .embed import EmbedEngine, EmbedOptions
+from .linear_heads import probabilities
 
 
 @dataclass
@@ -54,14 +55,8 @@ class FewshotOptions:
             raise ValueError("unseen_false_positive_rate must be between 0 and 1")
 
 
-def label_text(name: str, description: str) -> Issue:
-    """A label as the encoder reads it: its name as the title, its description as the body."""
-    return Issue(f"label:{name}", name, description)
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities(logits, softmax=True)
 
 
 class FewshotEngine(BaseEngine):
@@ -84,9 +79,10 @@ class FewshotEngine(BaseEngine):
         started = time.perf_counter()
         self.labels, self.multi_label = task.label_names, task.multi_label
         self.encoder = self._encoder()
-        self.label_vectors = self.encoder.embed([label_text(label.name, label.description) for label in task.labels])
+        self.label_vectors = self.encoder.embed(task.label_issues())  # a label as the encoder reads it: name, description
         self.examples = self.encoder.embed(train) if train else np.zeros((0, self.label_vectors.shape[1]), np.float32)
         self.example_labels = gold_matrix(train, self.labels) if train else np.zeros((0, len(self.labels)), bool)
+        self._prepare()
         self.info.update(examples=len(train), labels_without_examples=self.labels_without_examples(),
                          train_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
 
@@ -103,25 +99,29 @@ class FewshotEngine(BaseEngine):
         return {name: round(float(np.quantile(description[:, self.labels.index(name)], quantile)), 5) for name in unseen}
 
     def labels_without_examples(self) -> list[str]:
-        return [name for name, count in zip(self.labels, self.example_labels.sum(axis=0)) if count == 0]
+        return [name for name, count in zip(self.labels, self.counts) if count == 0]
+
+    def _prepare(self) -> None:
+        """What every answer needs and the examples alone decide: counts, prototypes, blend shares."""
+        self.counts = self.example_labels.sum(axis=0).astype(np.float32)
+        prototypes = self.example_labels.T.astype(np.float32) @ self.examples
+        self.prototypes = prototypes / np.clip(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12, None)
+        prior = self.options.prior
+        self.share = self.counts / (self.counts + prior) if prior else (self.counts > 0).astype(np.float32)
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         opts = self.options
         X = self.encoder.embed(list(issues)).astype(np.float32)
         description = softmax((X @ self.label_vectors.T) / opts.temperature)
         if not len(self.examples):
-            return description.astype(np.float64)
+            return description
         similar = X @ self.examples.T
         k = min(opts.neighbours, len(self.examples))
         nearest = np.argpartition(-similar, k - 1, axis=1)[:, :k]
         weights = softmax(np.take_along_axis(similar, nearest, axis=1) / opts.temperature)
         votes = np.einsum("nk,nkl->nl", weights, self.example_labels[nearest].astype(np.float32))
-        counts = self.example_labels.sum(axis=0).astype(np.float32)
-        prototypes = self.example_labels.T.astype(np.float32) @ self.examples
-        prototypes /= np.clip(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12, None)
-        prototype = softmax(np.where(counts > 0, (X @ prototypes.T) / opts.temperature, -np.inf))
-        share = counts / (counts + opts.prior) if opts.prior else (counts > 0).astype(np.float32)
-        return (share * (votes + prototype) / 2 + (1 - share) * description).astype(np.float64)
+        prototype = softmax(np.where(self.counts > 0, (X @ self.prototypes.T) / opts.temperature, -np.inf))
+        return self.share * (votes + prototype) / 2 + (1 - self.share) * description
 
     def shared_files(self) -> list[Path]:
         return [encoder_path(self.options.model)]
@@ -140,5 +140,6 @@ class FewshotEngine(BaseEngine):
         with np.load(directory / "vectors.npz", allow_pickle=False) as vectors:
             engine.label_vectors, engine.examples = vectors["labels"], vectors["examples"]
             engine.example_labels = vectors["example_labels"].astype(bool)
+        engine._prepare()
         engine.encoder = engine._encoder(for_answering=True)
         return engine
