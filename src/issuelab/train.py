@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +87,17 @@ def fit_labeler(
     engine: str | None = None,
     seed: int | None = None,
     task: Task | None = None,
+    unlabeled: Sequence[Issue] = (),
 ) -> tuple[Labeler, ModelMetrics | None]:
     """Fits in memory; returns the labeler and its held-out metrics: out of fold over train + eval when
     thresholds are chosen on folds, else on `eval` (None without eval data). `task` defaults to
-    `make_task(config, train)` (cross-validation resolves it once for all folds)."""
+    `make_task(config, train)` (cross-validation resolves it once for all folds); `unlabeled` issues of
+    the repository (labels unknown) are context for the engines that read it (`Task.unlabeled`)."""
     engine_name = engine or config.train.engine
     seed = config.train.seed if seed is None else seed
     task = task or make_task(config, train)
+    if unlabeled:
+        task = replace(task, unlabeled=tuple(unlabeled))
     names = task.label_names
     model = create_engine(engine_name, config.engine_options(engine_name), config.train.engine_options)
     if not train and not getattr(model, "trains_on_nothing", False):
@@ -162,6 +166,7 @@ def train_run(
     seed: int | None = None,
     train_path: str | Path | None = None,
     eval_path: str | Path | None = None,
+    unlabeled: Sequence[Issue] = (),
     force: bool = False,
 ) -> tuple[Labeler, ModelMetrics | None]:
     """Trains and writes the run directory `out_dir` (built beside it, then renamed into place)."""
@@ -169,12 +174,12 @@ def train_run(
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise IssuelabError(f"{out_dir}: already exists and is not empty; choose another --out or pass --force")
     started = time.perf_counter()
-    labeler, metrics = fit_labeler(config, train, eval, engine, seed)
+    labeler, metrics = fit_labeler(config, train, eval, engine, seed, unlabeled=unlabeled)
     labeler.manifest.update(
         issuelab_version=__version__,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         labels=labeler.label_names,
-        data={"train": _data_info(train_path, train), "eval": _data_info(eval_path, eval or [])},
+        data={"train": _data_info(train_path, train), "eval": _data_info(eval_path, eval or []), "unlabeled_issues": len(unlabeled)},
         versions=library_versions(),
         train_seconds=round(time.perf_counter() - started, 2),
         eval_metrics=metrics.to_json() if metrics else None,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from issuelab.config import parse_config
+from issuelab.data import Issue
 from issuelab.errors import DataError
 from issuelab.labeler import Labeler
 from issuelab.train import fit_labeler, train_run
@@ -102,3 +103,23 @@ def test_a_label_added_to_the_config_works_at_once(encoder):
 def test_an_engine_that_needs_labeled_issues_says_so(encoder):
     with pytest.raises(DataError, match="engine 'tfidf' learns from labeled issues"):
         fit_labeler(config_for(encoder), [], None, engine="tfidf")
+
+
+def test_unlabeled_issues_centre_the_embeddings_so_a_description_in_the_projects_words_does_not_draw_everything(encoder, tmp_path):
+    """Every issue of the repository shares its words (here: the filler); a label described in them
+    attracts every issue until the repository's mean is taken out, which the unlabeled issues give."""
+    import tomllib
+
+    text = config_text(encoder).replace(f'"documentation" = "{" ".join(SIGNALS["documentation"])}"',
+                                        f'"documentation" = "{" ".join(SIGNALS["documentation"][:2] + FILLER)}"')  # fmt: skip
+    config = parse_config(tomllib.loads(text))
+    unlabeled = make_issues(200, seed=10)
+    test = make_issues(150, seed=11)
+    plain, _ = fit_labeler(config, [], None)
+    centred, _ = fit_labeler(config, [], None, unlabeled=[Issue(i.id, i.title, i.body) for i in unlabeled])
+    assert centred.manifest["engine_info"]["unlabeled_issues"] == 200
+    assert top_label_accuracy(centred, test) > top_label_accuracy(plain, test) + 0.1
+    assert np.allclose(centred.engine.center, centred.engine.encoder.embed(unlabeled).mean(axis=0), atol=1e-5)
+    centred.save(tmp_path / "run")
+    loaded = Labeler.load(tmp_path / "run")
+    assert [p.scores for p in loaded.predict(test[:20])] == [p.scores for p in centred.predict(test[:20])]

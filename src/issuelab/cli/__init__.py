@@ -3,7 +3,8 @@ beside their flags. A command reads its inputs, makes one library call and print
 
     prepare    init, fetch, import, split        labeled issues in the dataset JSONL
     annotate   annotate, review, loop            labels from teacher LLMs (cached, budgeted) and people
-    train      train, crossval, compare          run directories, and how good they are
+    train      train, crossval, compare,         run directories, and how good they are;
+               train-encoder                     an encoder across repositories (fewshot)
     evaluate   evaluate                          the seed's metrics for runs, predictions, base models
     predict    predict                           label one issue or a JSONL batch
     github     action, backtest, serve           the GitHub Action, a dry run on history, the webhook service

@@ -41,8 +41,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = with_engine_settings(config, _flag_aliases(args, engine))
     train = read_issues(args.train, config.label_names, allow_empty=zero_shot) if args.train else []
     eval = read_issues(args.eval, config.label_names) if args.eval else None
-    labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed,
-                                 train_path=args.train, eval_path=args.eval, force=args.force)  # fmt: skip
+    unlabeled = read_issues(args.unlabeled, require_labels=False) if args.unlabeled else []
+    labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed, train_path=args.train,
+                                 eval_path=args.eval, unlabeled=unlabeled, force=args.force)  # fmt: skip
     if not is_main_process():
         return
     print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {labeler.manifest['train_seconds']:.1f}s -> {args.out}")
@@ -85,8 +86,44 @@ def cmd_compare(args: argparse.Namespace) -> None:
         print(f"{args.config}: [train] engine = \"{comparison.recommended}\"", file=sys.stderr)
 
 
+def cmd_train_encoder(args: argparse.Namespace) -> None:
+    from ..config import load_config
+    from ..cross_repo import EncoderTrainingOptions, LabeledSet, train_encoder
+    from ..data import read_issues
+
+    sets = []
+    for config_path, issues_path in args.data:
+        config = load_config(config_path)
+        issues = read_issues(issues_path, config.label_names, aliases=config.aliases, drop_unknown=True, require_labels=False)
+        sets.append(LabeledSet(config.project.repo or str(config_path), tuple(config.labels), issues))
+    try:
+        options = EncoderTrainingOptions(base=args.base, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed)
+    except ValueError as e:
+        raise IssuelabError(f"train-encoder: {e}") from None
+    report = train_encoder(sets, args.out, options, force=args.force)
+    trained_on = ", ".join(f"{s['name']} ({s['issues']} issues, {len(s['labels'])} labels)" for s in report["sets"])
+    print(f"trained {args.out} on {trained_on}: {report['steps']} steps in {report['train_seconds']:.0f}s, "
+          f"loss {report['loss_first_tenth']:.3f} -> {report['loss_last_tenth']:.3f}")  # fmt: skip
+    print(f'use it: [train.fewshot] model = "{args.out}"', file=sys.stderr)
+
+
 def add_parsers(sub) -> None:
     _add_train(sub)
+    p = command(sub, "train-encoder", cmd_train_encoder,
+                "Fine-tune a sentence encoder on the labeled issues of several repositories, for the fewshot engine "
+                "of repositories (and label sets) it never saw.",
+                "example:\n  issuelab train-encoder --data web/issuelab.toml web/issues.jsonl "
+                "--data api/issuelab.toml api/issues.jsonl --out encoders/acme\n"
+                "then, in a new repository's issuelab.toml:\n  [train.fewshot]\n  model = \"encoders/acme\"")  # fmt: skip
+    p.add_argument("--data", nargs=2, action="append", required=True, metavar=("CONFIG", "ISSUES"),
+                   help="a repository's issuelab.toml (its labels and descriptions) and its labeled issues JSONL "
+                        "(labels outside the config are ignored); repeat for each repository")  # fmt: skip
+    p.add_argument("--out", required=True, help="encoder directory to create")
+    p.add_argument("--base", default="all-MiniLM-L6-v2", help="encoder to start from: all-MiniLM-L6-v2 (default), all-mpnet-base-v2 or a directory")
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the pooled issues (default 1)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps of 16 issues (0: no cap)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace an existing encoder directory")
     p = command(sub, "crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",
                 "example: issuelab crossval --data work/issues.jsonl --engine tfidf --folds 5 --repeats 2")  # fmt: skip
     config_flag(p)
@@ -107,6 +144,8 @@ def _add_train(sub) -> None:
     config_flag(p)
     p.add_argument("--train", help="training dataset JSONL (the fewshot engine also trains on none: zero-shot)")
     p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")
+    p.add_argument("--unlabeled", metavar="JSONL", help="issues of the repository whose labels are unknown (their "
+                   "labels are ignored): the fewshot engine centres on them, which matters most with few or no labeled issues")
     p.add_argument("--engine", help="default: [train] engine of the config")
     set_flag(p)
     p.add_argument("--out", required=True, help="run directory to create")

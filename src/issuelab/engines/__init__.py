@@ -9,7 +9,7 @@ npz/safetensors/JSON under a directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypedDict
 
@@ -28,6 +28,9 @@ class Task(LabelList):
     labels: tuple[Label, ...]
     multi_label: bool
     prompt: str = SEED_TEMPLATE
+    # The repository's issues whose labels are unknown (not "no label"): context for the engines that
+    # read it (`fewshot` centres its embeddings on the repository's issues), never training targets.
+    unlabeled: tuple[Issue, ...] = field(default=(), compare=False, repr=False)
 
     def label_issues(self) -> list[Issue]:
         """Each label's name and description as an issue that carries that label alone: engines with the

@@ -1,0 +1,98 @@
+"""An encoder trained across repositories (`issuelab train-encoder`), on CPU with a tiny random encoder:
+two repositories with different label sets train it; a third one, whose labels it never saw by those
+names, is labeled better by it than by the encoder it started from."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from issuelab.cross_repo import REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
+from issuelab.data import Issue, Label, write_jsonl
+from issuelab.engines import Task
+from issuelab.engines.embed import EmbedEngine, EmbedOptions
+from issuelab.errors import DataError, IssuelabError
+
+from .helpers import FILLER, SIGNALS, make_issues
+from .helpers.tiny_bert import build_tiny_bert
+
+pytestmark = pytest.mark.torch
+
+# The third repository's names for the same kinds of issue; its descriptions use half the signal words.
+RENAMED = {"bug": "defect", "enhancement": "request", "documentation": "manual", "ci/cd": "automation"}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    corpus = [" ".join(words) for words in SIGNALS.values()] + [" ".join(FILLER)] + [" ".join(SIGNALS)] + [" ".join(RENAMED.values())]
+    return build_tiny_bert(tmp_path_factory.mktemp("bert"), corpus)
+
+
+def repository(name: str, labels: list[str], n: int, seed: int) -> LabeledSet:
+    issues = [i for i in make_issues(n, seed=seed) if set(i.labels) <= set(labels)]
+    return LabeledSet(name, tuple(Label(label, " ".join(SIGNALS[label][:3])) for label in labels), issues)
+
+
+def top_label_accuracy(encoder_dir, issues: list[Issue]) -> float:
+    """Top-scored label of the renamed repository, by cosine to "name + description"."""
+    engine = EmbedEngine(EmbedOptions(model=str(encoder_dir), max_tokens=32, inference_dtype="float32"))
+    engine.load_frozen()
+    labels = tuple(Label(RENAMED[name], " ".join(SIGNALS[name][3:])) for name in SIGNALS)
+    scores = engine.embed(issues) @ engine.embed(Task(labels, multi_label=True).label_issues()).T
+    return float(np.mean([list(SIGNALS)[row.argmax()] in issue.labels for row, issue in zip(scores, issues)]))
+
+
+def test_an_encoder_trained_on_two_label_sets_labels_a_third_better(base, tmp_path):
+    sets = [repository("acme/web", ["bug", "enhancement", "documentation"], 150, 1),
+            repository("acme/infra", ["bug", "ci/cd", "documentation"], 150, 2)]  # fmt: skip
+    options = EncoderTrainingOptions(base=str(base), epochs=3, max_tokens=32, learning_rate=2e-3, batch_size=8)
+    report = train_encoder(sets, tmp_path / "encoder", options)
+    assert [s["name"] for s in report["sets"]] == ["acme/web", "acme/infra"] and report["steps"] > 20
+    assert report["loss_last_tenth"] < 0.7 * report["loss_first_tenth"]
+    files = {p.name for p in (tmp_path / "encoder").iterdir()}
+    assert {"config.json", "model.safetensors", REPORT_FILE} <= files and not any(f.endswith((".bin", ".pkl")) for f in files)
+    assert json.loads((tmp_path / "encoder" / REPORT_FILE).read_text())["steps"] == report["steps"]
+    held_out = make_issues(150, seed=3)
+    before, after = top_label_accuracy(base, held_out), top_label_accuracy(tmp_path / "encoder", held_out)
+    assert after > before + 0.1, (before, after)
+
+
+def test_bad_sets_and_an_existing_directory_are_refused(base, tmp_path):
+    options = EncoderTrainingOptions(base=str(base), max_steps=1, max_tokens=32)
+    with pytest.raises(DataError, match="acme/one: a label set needs at least two labels"):
+        train_encoder([repository("acme/one", ["bug"], 20, 1)], tmp_path / "a", options)
+    unlabeled = LabeledSet("acme/none", (Label("bug", "crash"), Label("question", "how")), [Issue(1, "hello", None, ["wontfix"])])
+    with pytest.raises(DataError, match="acme/none: no issue carries one of its labels"):
+        train_encoder([unlabeled], tmp_path / "b", options)
+    (tmp_path / "c").mkdir()
+    with pytest.raises(IssuelabError, match="already exists: choose another --out or pass --force"):
+        train_encoder([repository("acme/web", ["bug", "enhancement"], 30, 1)], tmp_path / "c", options)
+    assert not list((tmp_path / "c").iterdir())  # refused before anything was written
+
+
+def test_the_cli_trains_from_configs_and_issue_files_and_fewshot_uses_the_encoder(base, tmp_path, cli):
+    args = []
+    for name, labels, seed in (("web", ["bug", "enhancement", "documentation"], 1), ("infra", ["bug", "ci/cd"], 2)):
+        labeled = repository(f"acme/{name}", labels, 60, seed)
+        described = "\n".join(f'"{label.name}" = "{label.description}"' for label in labeled.labels)
+        (tmp_path / f"{name}.toml").write_text(f'[project]\nrepo = "acme/{name}"\n\n[labels]\n{described}\n')
+        issues = [Issue(i.id, i.title, i.body, i.labels + ["needs triage"]) for i in labeled.issues]  # other labels: ignored
+        write_jsonl(tmp_path / f"{name}.jsonl", issues)
+        args += ["--data", tmp_path / f"{name}.toml", tmp_path / f"{name}.jsonl"]
+    code, out, err = cli("train-encoder", *args, "--out", tmp_path / "encoder", "--base", base, "--max-steps", "4")
+    assert code == 0, err
+    assert "acme/web (" in out and "acme/infra (" in out and "4 steps" in out
+    described = "\n".join(f'"{RENAMED[name]}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
+    config = tmp_path / "new.toml"
+    config.write_text(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
+                      f'[train.fewshot]\nmodel = "{tmp_path / "encoder"}"\nmax_tokens = 32\ninference_dtype = "float32"\n')  # fmt: skip
+    write_jsonl(tmp_path / "unlabeled.jsonl", [Issue(i.id, i.title, i.body) for i in make_issues(30, seed=9)])
+    code, out, err = cli("train", "--config", config, "--unlabeled", tmp_path / "unlabeled.jsonl", "--out", tmp_path / "run")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["engine_info"]["unlabeled_issues"] == 30 and manifest["data"]["unlabeled_issues"] == 30
+    assert manifest["engine_options"]["model"] == str(tmp_path / "encoder")
+    code, _, err = cli("train-encoder", *args[:3], "--out", tmp_path / "encoder", "--base", base)
+    assert code == 2 and "already exists" in err
