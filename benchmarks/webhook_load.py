@@ -41,6 +41,20 @@ SECRET = "load-test-secret"
 TOKEN = "ghs_load_test_token"
 
 
+def react_task(data: Path):
+    """The config and training issues of the run the service answers with (NLBSE'24 facebook/react), and
+    the fake GitHub's issue for any number (a real react test issue's text)."""
+    config = load_config(NLBSE_CONFIG)
+    train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=["facebook/react"])
+    texts, _ = import_issues(data / "issues_test.csv", config.label_names, repos=["facebook/react"])
+
+    def github_issue(number: int) -> dict:
+        source = texts[number % len(texts)]
+        return make_issue(number, source.title, source.body, user=f"user{number}")
+
+    return config, train, github_issue
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,8 +70,9 @@ def get_json(port: int, path: str) -> dict:
         conn.close()
 
 
-def send_all(port: int, deliveries: list[tuple[str, bytes]], concurrency: int) -> tuple[list[float], dict[int, int]]:
-    """Sends every delivery; returns latencies (s) and a count per status."""
+def send_all(port: int, deliveries: list[tuple[str, bytes]], concurrency: int, on_answer=None) -> tuple[list[float], dict[int, int]]:
+    """Sends every delivery; returns latencies (s) and a count per status (0: no answer). `on_answer(delivery,
+    status)` is called after each."""
     work: queue.Queue = queue.Queue()
     for item in deliveries:
         work.put(item)
@@ -89,6 +104,8 @@ def send_all(port: int, deliveries: list[tuple[str, bytes]], concurrency: int) -
             with lock:
                 latencies.append(elapsed)
                 statuses[status] = statuses.get(status, 0) + 1
+                if on_answer:
+                    on_answer(delivery, status)
         conn.close()
 
     threads = [threading.Thread(target=sender) for _ in range(concurrency)]
@@ -110,14 +127,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
-    config = load_config(NLBSE_CONFIG)
-    data = Path(args.data)
-    train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=["facebook/react"])
-    texts, _ = import_issues(data / "issues_test.csv", config.label_names, repos=["facebook/react"])
-
-    def github_issue(number: int) -> dict:
-        source = texts[number % len(texts)]
-        return make_issue(number, source.title, source.body, user=f"user{number}")
+    config, train, github_issue = react_task(Path(args.data))
 
     report: dict = {"machine": machine(), "deliveries": args.deliveries, "redeliveries": args.redeliveries,
                     "concurrency": args.concurrency, "workers": args.workers, "fail_every": args.fail_every}  # fmt: skip
@@ -142,7 +152,7 @@ def main() -> int:
         port = free_port()
         env = dict(os.environ, GITHUB_WEBHOOK_SECRET=SECRET, GITHUB_TOKEN=TOKEN)
         command = [sys.executable, "-m", "issuelab", "serve", "--model", str(run_dir), "--port", str(port),
-                   "--api-url", fake.url, "--workers", str(args.workers)]  # fmt: skip
+                   "--api-url", fake.url, "--workers", str(args.workers), "--state", str(Path(tmp) / "state.sqlite3")]  # fmt: skip
         log_path = Path(tmp) / "serve.log"
         with open(log_path, "w") as log:
             service = subprocess.Popen(command, stdout=log, stderr=log, env=env)
@@ -166,7 +176,7 @@ def main() -> int:
             started = time.perf_counter()
             latencies, statuses = send_all(port, deliveries, args.concurrency)
             sent_seconds = time.perf_counter() - started
-            while get_json(port, "/healthz")["queued"] > 0:
+            while (lambda h: h["queued"] + h["running"])(get_json(port, "/healthz")) > 0:
                 time.sleep(0.05)
             drained_seconds = time.perf_counter() - started
             health = get_json(port, "/healthz")

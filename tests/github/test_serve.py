@@ -15,6 +15,7 @@ import uvicorn  # the 'serve' extra is part of the test install
 
 from issuelab.github.client import GitHubClient
 from issuelab.github.labeling import GitHubLabeler
+from issuelab.github.queue import JobQueue
 from issuelab.github.serve import WebhookApp, signature_ok
 from issuelab.labeler import Labeler
 
@@ -67,7 +68,10 @@ class Service:
 
     def wait_idle(self, timeout: float = 10) -> None:
         deadline = time.time() + timeout
-        while self.app.counts["queued"] and time.time() < deadline:
+        while time.time() < deadline:
+            counts = self.app.queue.counts()
+            if not counts["queued"] and not counts["running"]:
+                return
             time.sleep(0.01)
 
 
@@ -75,14 +79,18 @@ def payload(number: int, action: str = "opened") -> bytes:
     return json.dumps({"action": action, "issue": {"number": number}, "repository": {"full_name": REPO}}).encode()
 
 
+def make_app(run_dir, fake: FakeGitHub, state, **options) -> WebhookApp:
+    client = GitHubClient(fake.url, TOKEN, backoff=0.01, max_retries=1, log=lambda m: None)
+    queue = JobQueue(state, backoff=options.pop("backoff", 0.01), max_queued=options.pop("max_queued", 10_000))
+    return WebhookApp(GitHubLabeler(Labeler.load(run_dir), client), SECRET, queue, max_body=4096, model_name="toy", **options)
+
+
 @pytest.fixture
-def service(run_dir):
+def service(run_dir, tmp_path):
     with FakeGitHub(token=TOKEN) as fake:
         for k in range(1, 4):
             fake.add_issue(REPO, make_issue(k, "crash with a traceback", "it fails with an exception"))
-        client = GitHubClient(fake.url, TOKEN, backoff=0.01, log=lambda m: None)
-        app = WebhookApp(GitHubLabeler(Labeler.load(run_dir), client), SECRET, max_body=4096, model_name="toy")
-        with Service(app) as svc:
+        with Service(make_app(run_dir, fake, tmp_path / "state.sqlite3")) as svc:
             svc.fake = fake
             yield svc
 
@@ -111,7 +119,7 @@ def test_bad_or_missing_signatures_are_rejected_before_parsing(service):
     assert service.post(b"not json at all", signature="sha256=deadbeef")[0] == 401  # never parsed
     assert service.post(b"not json at all")[0] == 400  # signed garbage: parsed, rejected
     time.sleep(0.2)
-    assert service.fake.label_posts == [] and service.app.counts["queued"] == 0
+    assert service.fake.label_posts == [] and service.app.queue.counts()["done"] == 0
 
 
 def test_redelivery_is_ignored(service):
@@ -121,10 +129,12 @@ def test_redelivery_is_ignored(service):
     assert len(service.fake.posts_for(REPO, 2)) == 1 and service.app.counts["duplicates"] == 1
 
 
-def test_a_payload_naming_no_repository_is_rejected_before_any_request(service):
-    body = json.dumps({"action": "opened", "issue": {"number": 1}, "repository": {"full_name": "../.."}}).encode()
-    assert service.post(body, delivery="traversal") == (400, {"error": "no issue number or repository.full_name in the payload"})
-    assert service.app.counts["queued"] == 0 and service.fake.label_posts == []
+def test_a_payload_naming_no_repository_or_a_bad_number_is_rejected_before_any_request(service):
+    error = {"error": "no issue number or repository.full_name (OWNER/NAME) in the payload"}
+    for repo, number in (("../..", 1), ("acme/..", 1), ("acme", 1), (REPO, 0), (REPO, -3), (REPO, "1"), (REPO, True)):
+        body = json.dumps({"action": "opened", "issue": {"number": number}, "repository": {"full_name": repo}}).encode()
+        assert service.post(body, delivery=f"bad-{repo}-{number}") == (400, error), (repo, number)
+    assert sum(service.app.queue.counts().values()) == 0 and service.fake.requests == []
 
 
 def test_ping_other_events_and_routes(service):
@@ -148,14 +158,28 @@ def test_oversize_bodies_are_rejected(service):
     assert conn.getresponse().status == 413
 
 
-def test_a_failed_job_is_logged_and_can_be_redelivered(service):
+def test_a_job_github_refuses_fails_with_its_reason_and_can_be_replayed(service):
     service.fake.fail(status=404, path_contains="/issues/3")
     assert service.post(payload(3), delivery="retry-me")[0] == 202
     service.wait_idle()
-    assert service.app.counts["failed"] == 1
-    assert service.post(payload(3), delivery="retry-me")[0] == 202  # forgotten after the failure: accepted again
+    [failure] = service.app.queue.failures()
+    assert failure["number"] == 3 and "HTTP 404" in failure["error"] and failure["attempts"] == 1
+    assert service.post(payload(3), delivery="retry-me")[0] == 200  # the same delivery: still known
+    assert service.app.queue.replay_failed() == 1
+    service.app._wake.set()
     service.wait_idle()
-    assert len(service.fake.posts_for(REPO, 3)) == 1
+    assert len(service.fake.posts_for(REPO, 3)) == 1 and service.app.queue.counts()["failed"] == 0
+
+
+def test_github_errors_are_retried_with_backoff_until_it_recovers(service):
+    service.fake.fail(status=502, path_contains="/issues/2", times=6)  # the client tries twice per attempt
+    assert service.post(payload(2), delivery="flaky")[0] == 202
+    deadline = time.time() + 10
+    while not service.fake.posts_for(REPO, 2) and time.time() < deadline:
+        time.sleep(0.02)
+    service.wait_idle()
+    assert len(service.fake.posts_for(REPO, 2)) == 1 and service.app.counts["retries"] >= 2
+    assert service.app.queue.counts()["done"] == 1
 
 
 def test_serve_refuses_to_start_without_a_secret(cli, run_dir, monkeypatch):
@@ -177,3 +201,58 @@ def test_logs_are_json_lines_without_secrets(service, caplog):
     assert labeled and labeled[0]["issue"] == 1 and labeled[0]["delivery"] == "logged" and "bug" in labeled[0]["labels"]
     assert any(line["event"] == "request" and line["status"] == 202 for line in lines)
     assert not any(SECRET in text or TOKEN in text for text in map(json.dumps, lines))
+
+
+def test_accepted_deliveries_survive_a_crash_and_are_labeled_once_after_the_restart(run_dir, tmp_path):
+    """The service dies (no shutdown: workers never ran) after answering 202; the next one labels them all,
+    and a redelivery of an accepted id after the restart is recognised."""
+    state = tmp_path / "state.sqlite3"
+    with FakeGitHub(token=TOKEN) as fake:
+        for k in range(1, 6):
+            fake.add_issue(REPO, make_issue(k, "crash with a traceback", "it fails with an exception"))
+        crashed = make_app(run_dir, fake, state, workers=0)
+        with Service(crashed) as svc:
+            for k in range(1, 6):
+                assert svc.post(payload(k), delivery=f"d{k}")[0] == 202
+            job = crashed.queue.claim()  # one job was in progress when it died
+            assert job is not None and crashed.queue.counts()["running"] == 1
+        assert fake.label_posts == []
+        restarted = make_app(run_dir, fake, state)
+        assert restarted.queue.reclaimed == 1
+        with Service(restarted) as svc:
+            svc.wait_idle()
+            assert svc.post(payload(1), delivery="d1") == (200, {"status": "duplicate delivery"})
+        assert all(len(fake.posts_for(REPO, k)) == 1 for k in range(1, 6))
+        assert restarted.queue.counts()["done"] == 5
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_records_nothing(run_dir, tmp_path):
+    with FakeGitHub(token=TOKEN) as fake:
+        fake.add_issue(REPO, make_issue(1, "crash", "traceback"))
+        app = make_app(run_dir, fake, tmp_path / "state.sqlite3", workers=0, max_queued=2)
+        with Service(app) as svc:
+            assert svc.post(payload(1), delivery="a")[0] == 202
+            assert svc.post(payload(2), delivery="b")[0] == 202
+            conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+            body = payload(3)
+            signature = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            conn.request("POST", "/webhook", body, {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "c", "X-Hub-Signature-256": signature})
+            response = conn.getresponse()
+            assert response.status == 503 and response.getheader("Retry-After") == "60"
+            response.read()
+            assert app.counts["refused_full"] == 1
+            assert svc.post(payload(1), delivery="a2") == (202, {"status": "coalesced"})  # issue 1 already waits: no new job
+            app.queue.claim()  # room again once a job is done
+            app.queue.done(app.queue.claim())
+            assert svc.post(payload(3), delivery="c")[0] == 202  # the refused delivery was not recorded
+
+
+def test_a_client_that_stops_sending_its_body_gets_408(run_dir, tmp_path):
+    with FakeGitHub(token=TOKEN) as fake:
+        with Service(make_app(run_dir, fake, tmp_path / "state.sqlite3", read_timeout=0.3)) as svc:
+            sock = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"{" * 10)
+            started = time.time()
+            answer = sock.recv(4096)
+            sock.close()
+            assert answer.startswith(b"HTTP/1.1 408") and time.time() - started < 3

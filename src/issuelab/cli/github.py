@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 from ..errors import IssuelabError
@@ -52,16 +51,24 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from ..github.client import GitHubClient
     from ..github.labeling import GitHubLabeler
-    from ..github.serve import WebhookApp, serve
+    from ..github.queue import JobQueue
+    from ..github.serve import WebhookApp, configure_logging, github_log, log, serve
     from ..labeler import Labeler
+    from ..llm.base_model import cache_dir
 
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
     if not secret:
         raise IssuelabError("set GITHUB_WEBHOOK_SECRET to the webhook's secret: deliveries are verified with it")
-    client = GitHubClient(args.api_url, _token("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write)"))
+    token = _token("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write)")
+    # Few, short retries inside a call: a longer outage is retried from the durable queue, not by a blocked worker.
+    client = GitHubClient(args.api_url, token, timeout=10.0, max_retries=2, max_wait=5.0, log=github_log)
     github_labeler = GitHubLabeler(Labeler.load(args.model), client, github_policy(args))
-    app = WebhookApp(github_labeler, secret, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
-    print(f"issuelab serve: {args.model} on http://{args.host}:{args.port}/webhook", file=sys.stderr)
+    queue = JobQueue(args.state or cache_dir() / "serve-state.sqlite3", max_queued=args.max_queue)
+    configure_logging()  # every line JSON, from here on
+    if args.replay_failed:
+        log.info("failed jobs back in the queue", extra={"fields": {"jobs": queue.replay_failed()}})
+    app = WebhookApp(github_labeler, secret, queue, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
+    log.info("serving", extra={"fields": {"model": args.model, "url": f"http://{args.host}:{args.port}/webhook", "state": str(queue.path)}})
     serve(app, args.host, args.port)
 
 
@@ -95,3 +102,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=8, help="threads labeling in the background (they mostly wait on GitHub)")
+    p.add_argument("--state", metavar="PATH", help="SQLite file of accepted deliveries and jobs, kept across restarts "
+                   "(default: serve-state.sqlite3 in the model cache, $ISSUELAB_CACHE or ~/.cache/issuelab)")
+    p.add_argument("--max-queue", type=int, default=10_000, help="jobs waiting before deliveries are answered 503 (default 10000)")
+    p.add_argument("--replay-failed", action="store_true", help="put the jobs that failed for good back in the queue, then serve")

@@ -30,9 +30,10 @@ REPO_PATTERN = re.compile(r"^(?!\.\.?/)[A-Za-z0-9_.-]+/(?!\.\.?$)[A-Za-z0-9_.-]+
 
 
 class GitHubError(IssuelabError):
-    def __init__(self, message: str, status: int | None = None):
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # a rate limit: seconds until GitHub takes requests again
 
 
 def token_from_env(environ: dict[str, str] | None = None) -> str | None:
@@ -120,7 +121,7 @@ class GitHubClient:
                 wait = self._rate_limit_wait(e.code, response_headers)
                 if wait is not None:
                     if last or wait > self.max_wait:
-                        raise GitHubError(f"{where}: GitHub rate limit; it resets in {wait:.0f} s. Try again later.", e.code) from None
+                        raise GitHubError(f"{where}: GitHub rate limit; it resets in {wait:.0f} s. Try again later.", e.code, wait) from None
                     self.log(f"GitHub rate limit on {where}: waiting {wait:.0f} s (attempt {attempt + 1} of {self.max_retries})")
                     self.sleep(wait)
                     continue

@@ -41,7 +41,8 @@ def read_event(path: str | Path) -> dict[str, Any]:
 
 def issue_target(event_name: str, payload: Any, actions: Sequence[str]) -> IssueTarget | str:
     """The issue an `issues` event of one of `actions` asks to label, or why the event is ignored.
-    Raises EventError when such an event has no issue number or a repository name that is not OWNER/NAME."""
+    Raises EventError when such an event has no positive issue number or a repository name that is not
+    OWNER/NAME (checked before any API call is made with them)."""
     if event_name != "issues":
         return f"event '{event_name}' is not an issues event"
     if not isinstance(payload, dict):
@@ -50,9 +51,10 @@ def issue_target(event_name: str, payload: Any, actions: Sequence[str]) -> Issue
     if action not in actions:
         return f"issues.{action} is not one of: {', '.join(actions)}"
     issue, repo = payload.get("issue"), (payload.get("repository") or {}).get("full_name")
-    if not isinstance(issue, dict) or not isinstance(issue.get("number"), int) or not isinstance(repo, str) or not REPO_PATTERN.match(repo):
+    number = issue.get("number") if isinstance(issue, dict) else None
+    if type(number) is not int or number < 1 or not isinstance(repo, str) or not REPO_PATTERN.match(repo):
         raise EventError("the event payload has no issue number or repository.full_name")
-    return IssueTarget(repo, issue["number"])
+    return IssueTarget(repo, number)
 
 
 def is_bot(user: dict[str, Any]) -> bool:

@@ -2,12 +2,19 @@
 
     POST /webhook   verified with X-Hub-Signature-256 (HMAC-SHA256 of the raw body with
                     GITHUB_WEBHOOK_SECRET, compared in constant time) before anything is parsed;
-                    `ping` answered; `issues.opened` (and the actions asked for) answered 202 at
-                    once and labeled in the background; a redelivered X-GitHub-Delivery id is
-                    answered 200 and ignored; bodies over the size limit get 413.
-    GET  /healthz   status, model, deliveries queued / done / failed.
+                    `ping` answered; `issues.opened` (and the actions asked for) committed to the
+                    state database (`github.queue`), then answered 202 and labeled by the workers;
+                    a delivery id seen before is answered 200 and ignored, even after a restart;
+                    a full queue answers 503 with Retry-After; bodies over the size limit get 413,
+                    bodies that stop arriving get 408 after `read_timeout`.
+    GET  /healthz   status, model, jobs queued / running / done / failed, duplicates, retries.
 
-Logs are JSON lines on stderr: one per request and one per labeled issue, never a secret.
+A 2xx means the job is on disk: after a crash the next start takes up every job not done. GitHub's 5xx,
+rate limits and network errors are retried with backoff for an hour, then the job is marked failed with
+its reason (`issuelab serve --replay-failed` puts failed jobs back). Shutdown lets jobs in progress finish
+for up to `drain_seconds` and leaves the rest in the database.
+
+Logs are JSON lines on stderr: one per request, one per labeled issue, one per retry; never a secret.
 """
 
 from __future__ import annotations
@@ -20,15 +27,16 @@ import logging
 import sys
 import threading
 import time
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import IssuelabError
+from .client import GitHubError
 from .events import EventError, issue_target
 from .labeling import GitHubLabeler
+from .queue import Job, JobQueue
 
 MAX_BODY_BYTES = 1 << 20  # GitHub caps payloads at 25 MB, but an issue event is a few kB
+RETRY_AFTER_WHEN_FULL = 60  # seconds, in the 503 of a full queue
 log = logging.getLogger("issuelab.serve")
 
 
@@ -38,6 +46,11 @@ class JsonFormatter(logging.Formatter):
                  "event": record.getMessage()}  # fmt: skip
         entry.update(getattr(record, "fields", {}))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def github_log(message: str) -> None:
+    """The GitHub client's retry messages, as JSON log lines."""
+    log.warning("github", extra={"fields": {"detail": message}})
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -55,46 +68,88 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.encode())
 
 
-class DeliveryLog:
-    """Delivery ids seen recently (bounded), to ignore redeliveries."""
-
-    def __init__(self, capacity: int = 100_000):
-        self.capacity = capacity
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def first_time(self, delivery: str) -> bool:
-        with self._lock:
-            if delivery in self._seen:
-                return False
-            self._seen[delivery] = None
-            if len(self._seen) > self.capacity:
-                self._seen.popitem(last=False)
-            return True
-
-    def forget(self, delivery: str) -> None:  # a failed job may be redelivered by hand
-        with self._lock:
-            self._seen.pop(delivery, None)
-
-
 class WebhookApp:
-    def __init__(self, github_labeler: GitHubLabeler, secret: str, *, actions: tuple[str, ...] = ("opened",),
-                 max_body: int = MAX_BODY_BYTES, workers: int = 8, model_name: str = ""):  # fmt: skip
+    def __init__(self, github_labeler: GitHubLabeler, secret: str, queue: JobQueue, *, actions: tuple[str, ...] = ("opened",),
+                 max_body: int = MAX_BODY_BYTES, workers: int = 8, model_name: str = "", read_timeout: float = 10.0,
+                 drain_seconds: float = 20.0):  # fmt: skip
         if not secret:
             raise ValueError("a webhook secret is required (GITHUB_WEBHOOK_SECRET)")
         self.github_labeler = github_labeler
         self._secret = secret.encode()
+        self.queue = queue
         self.actions = actions
         self.max_body = max_body
         self.model_name = model_name
-        self.deliveries = DeliveryLog()
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="issuelab-label")
-        self.counts = {"queued": 0, "done": 0, "failed": 0, "duplicates": 0}
+        self.read_timeout = read_timeout
+        self.drain_seconds = drain_seconds
+        self.workers = workers
+        self.counts = {"duplicates": 0, "coalesced": 0, "refused_full": 0, "retries": 0}
         self._counts_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def _count(self, key: str, delta: int = 1) -> None:
         with self._counts_lock:
             self.counts[key] += delta
+
+    def status(self) -> dict[str, Any]:
+        return {"status": "ok", "model": self.model_name, **self.queue.counts(), **self.counts}
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.queue.reclaimed:
+            log.warning("jobs taken up again", extra={"fields": {"jobs": self.queue.reclaimed, "state": str(self.queue.path)}})
+        self._threads = [threading.Thread(target=self._work, name=f"issuelab-label-{k}", daemon=True) for k in range(self.workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Lets the jobs in progress finish for up to `drain_seconds`; the rest stay in the database."""
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + self.drain_seconds
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        left = sum(thread.is_alive() for thread in self._threads)
+        counts = self.queue.counts()
+        log.info("stopped", extra={"fields": {"queued": counts["queued"], "unfinished": left}})
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            job = self.queue.claim()
+            if job is None:
+                due = self.queue.next_due_in()
+                self._wake.wait(1.0 if due is None else min(1.0, due))
+                self._wake.clear()
+                continue
+            self._label(job)
+
+    def _label(self, job: Job) -> None:
+        started = time.perf_counter()
+        fields = {"delivery": job.delivery, "repo": job.repo, "issue": job.number, "attempt": job.attempts + 1}
+        try:
+            decision = self.github_labeler.label_issue(job.repo, job.number)
+        except Exception as e:  # a failed job must not kill the worker: retried, or failed with its reason
+            error = f"{type(e).__name__}: {e}"
+            retry, wait = retryable(e)
+            if retry:
+                outcome, delay = self.queue.retry_or_fail(job, error, wait)
+            else:
+                outcome, delay = "failed", 0.0
+                self.queue.fail(job, error)
+            if outcome == "retry":
+                self._count("retries")
+                log.warning("label retry", extra={"fields": dict(fields, error=error, retry_in_s=round(delay, 1))})
+            else:
+                log.error("label failed", extra={"fields": dict(fields, error=error)})
+            return
+        self.queue.done(job)
+        log.info("labeled" if decision.action == "label" else decision.action, extra={"fields": dict(
+            fields, labels=decision.labels, reason=decision.reason, dry_run=decision.dry_run,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )})  # fmt: skip
 
     # -- ASGI ----------------------------------------------------------------------------------
 
@@ -107,15 +162,18 @@ class WebhookApp:
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path, method = scope.get("path", ""), scope.get("method", "")
+        extra_headers: list[tuple[bytes, bytes]] = []
         if path == "/healthz" and method in ("GET", "HEAD"):
-            status, body = 200, dict(status="ok", model=self.model_name, **self.counts)
+            status, body = 200, await asyncio.to_thread(self.status)
         elif path == "/webhook" and method == "POST":
             status, body = await self._webhook(headers, receive)
+            if status == 503:
+                extra_headers.append((b"retry-after", str(RETRY_AFTER_WHEN_FULL).encode()))
         elif path in ("/healthz", "/webhook"):
             status, body = 405, {"error": "method not allowed"}
         else:
             status, body = 404, {"error": "not found"}
-        await _respond(send, status, body)
+        await _respond(send, status, body, extra_headers)
         log.info("request", extra={"fields": {
             "method": method, "path": path, "status": status, "ms": round((time.perf_counter() - started) * 1000, 2),
             "delivery": headers.get("x-github-delivery", ""), "github_event": headers.get("x-github-event", ""),
@@ -125,13 +183,14 @@ class WebhookApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)  # finish queued work
+                await asyncio.to_thread(self.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _webhook(self, headers: dict[str, str], receive) -> tuple[int, dict[str, Any]]:
+    async def _read_body(self, headers: dict[str, str], receive) -> tuple[int, dict[str, Any]] | bytes:
         try:
             declared = int(headers.get("content-length", "0") or 0)
         except ValueError:
@@ -140,7 +199,10 @@ class WebhookApp:
             return 413, {"error": f"body over {self.max_body} bytes"}
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:  # a client that stops sending mid-body is not waited on forever
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                return 408, {"error": f"the body did not arrive within {self.read_timeout:g} s"}
             if message["type"] == "http.disconnect":
                 return 400, {"error": "client disconnected"}
             chunk = message.get("body", b"")
@@ -149,8 +211,12 @@ class WebhookApp:
                 return 413, {"error": f"body over {self.max_body} bytes"}
             chunks.append(chunk)
             if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+                return b"".join(chunks)
+
+    async def _webhook(self, headers: dict[str, str], receive) -> tuple[int, dict[str, Any]]:
+        body = await self._read_body(headers, receive)
+        if isinstance(body, tuple):
+            return body
         if not signature_ok(self._secret, body, headers.get("x-hub-signature-256")):
             return 401, {"error": "missing or bad X-Hub-Signature-256"}
         event, delivery = headers.get("x-github-event", ""), headers.get("x-github-delivery", "")
@@ -163,39 +229,36 @@ class WebhookApp:
         try:
             target = issue_target(event, payload, self.actions)
         except EventError:
-            return 400, {"error": "no issue number or repository.full_name in the payload"}
+            return 400, {"error": "no issue number or repository.full_name (OWNER/NAME) in the payload"}
         if isinstance(target, str):
             return 200, {"status": "ignored"}
-        if delivery and not self.deliveries.first_time(delivery):
+        outcome = await asyncio.to_thread(self.queue.enqueue, delivery, target.repo, target.number)
+        if outcome == "full":
+            self._count("refused_full")
+            return 503, {"error": f"the queue is full ({self.queue.max_queued} jobs): retry later"}
+        if outcome == "duplicate":
             self._count("duplicates")
             return 200, {"status": "duplicate delivery"}
-        self._count("queued")
-        self.executor.submit(self._label, target.repo, target.number, delivery)
-        return 202, {"status": "queued"}
-
-    def _label(self, repo: str, number: int, delivery: str) -> None:
-        started = time.perf_counter()
-        fields = {"delivery": delivery, "repo": repo, "issue": number}
-        try:
-            decision = self.github_labeler.label_issue(repo, number)
-        except Exception as e:  # a failed job must not kill the worker; it is logged and counted
-            self.deliveries.forget(delivery)
-            self._count("failed")
-            log.error("label failed", extra={"fields": dict(fields, error=f"{type(e).__name__}: {e}")})
-            return
-        finally:
-            self._count("queued", -1)
-        self._count("done")
-        log.info("labeled" if decision.action == "label" else decision.action, extra={"fields": dict(
-            fields, labels=decision.labels, reason=decision.reason, dry_run=decision.dry_run,
-            ms=round((time.perf_counter() - started) * 1000, 1),
-        )})  # fmt: skip
+        if outcome == "coalesced":
+            self._count("coalesced")
+        self._wake.set()
+        return 202, {"status": outcome}
 
 
-async def _respond(send, status: int, body: dict[str, Any]) -> None:
+def retryable(error: Exception) -> tuple[bool, float | None]:
+    """Whether a failed attempt may succeed later (GitHub 5xx, rate limits, timeouts, the network), and
+    how long GitHub asked to wait (None: back off)."""
+    if isinstance(error, GitHubError):
+        if error.status is None or error.status >= 500 or error.retry_after is not None:
+            return True, error.retry_after
+        return False, None
+    return isinstance(error, OSError), None  # TimeoutError and ConnectionError are OSErrors
+
+
+async def _respond(send, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": data})
 
 
