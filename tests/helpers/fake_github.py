@@ -3,13 +3,17 @@
 Endpoints: list issues (state, since, sort=updated, direction, per_page, page; `Link` pagination;
 pull requests included as GitHub does), one issue, an issue's events, add labels, list labels.
 It records every request and every label POST, checks the bearer token when one is set, and can
-inject faults: status codes with headers (rate limits, 5xx) and dropped connections.
+inject faults: status codes with headers (rate limits, 5xx) and dropped connections. As a GitHub App's
+host (`app=(app id, public key PEM)`): a repository's installation and installation access tokens, for
+a JWT signed by the app's key; then only unexpired installation tokens are accepted.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,8 +52,12 @@ def make_issue(number: int, title: str = "", body: str | None = "", labels=(), u
 
 
 class FakeGitHub:
-    def __init__(self, token: str | None = None, auto_issue=None):
+    def __init__(self, token: str | None = None, auto_issue=None, app: tuple[str, str] | None = None, token_ttl: float = 3600.0):
         self.token = token
+        self.app = app  # (app id, public key PEM): GitHub App mode
+        self.token_ttl = token_ttl
+        self.installations: dict[str, int] = {}  # repo -> installation id
+        self.installation_tokens: dict[str, tuple[int, float]] = {}  # token -> (installation, expires at)
         self.auto_issue = auto_issue  # number -> issue dict, for issues not added (load tests)
         self.issues: dict[str, dict[int, dict[str, Any]]] = {}
         self.events: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -125,10 +133,17 @@ class FakeGitHub:
                 return
             send_json(handler, fault.status, {"message": "injected fault"}, fault.headers)
             return
-        if self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
+        segments = path.strip("/").split("/")
+        if self.app:
+            if self._app_endpoint(handler, method, segments):
+                return
+            granted = self.installation_tokens.get(handler.headers.get("Authorization", "").removeprefix("Bearer "))
+            if granted is None or granted[1] < time.time() or len(segments) < 3 or self.installations.get(f"{segments[1]}/{segments[2]}") != granted[0]:
+                send_json(handler, 401, {"message": "Bad credentials"})
+                return
+        elif self.token and handler.headers.get("Authorization") != f"Bearer {self.token}":
             send_json(handler, 401, {"message": "Bad credentials"})
             return
-        segments = path.strip("/").split("/")
         if len(segments) < 3 or segments[0] != "repos":
             send_json(handler, 404, {"message": "Not Found"})
             return
@@ -161,6 +176,35 @@ class FakeGitHub:
                 send_json(handler, 404, {"message": "Not Found"})
         else:
             send_json(handler, 404, {"message": "Not Found"})
+
+    def _app_endpoint(self, handler: BaseHTTPRequestHandler, method: str, segments: list[str]) -> bool:
+        """The endpoints a GitHub App calls with its JWT; False for any other path."""
+        installation_lookup = method == "GET" and len(segments) == 4 and segments[0] == "repos" and segments[3] == "installation"
+        token_request = method == "POST" and len(segments) == 4 and segments[:2] == ["app", "installations"] and segments[3] == "access_tokens"
+        if not (installation_lookup or token_request):
+            return False
+        import jwt
+
+        try:
+            claims = jwt.decode(handler.headers.get("Authorization", "").removeprefix("Bearer "), self.app[1], algorithms=["RS256"])
+            assert str(claims["iss"]) == self.app[0] and claims["exp"] - claims["iat"] <= 600
+        except Exception:
+            send_json(handler, 401, {"message": "A JSON web token could not be decoded"})
+            return True
+        if installation_lookup:
+            installation = self.installations.get(f"{segments[1]}/{segments[2]}")
+            if installation:
+                send_json(handler, 200, {"id": installation})
+            else:
+                send_json(handler, 404, {"message": "Not Found"})
+            return True
+        with self.lock:
+            token = f"ghs_installation_{len(self.installation_tokens) + 1}"
+            expires = time.time() + self.token_ttl
+            self.installation_tokens[token] = (int(segments[2]), expires)
+        stamp = dt.datetime.fromtimestamp(expires, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        send_json(handler, 201, {"token": token, "expires_at": stamp})
+        return True
 
     def _get_issue(self, repo: str, number: int) -> dict[str, Any] | None:
         with self.lock:

@@ -59,9 +59,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
     if not secret:
         raise IssuelabError("set GITHUB_WEBHOOK_SECRET to the webhook's secret: deliveries are verified with it")
-    token = _token("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write)")
     # Few, short retries inside a call: a longer outage is retried from the durable queue, not by a blocked worker.
-    client = GitHubClient(args.api_url, token, timeout=10.0, max_retries=2, max_wait=5.0, log=github_log)
+    retries = dict(timeout=10.0, max_retries=2, max_wait=5.0, log=github_log)
+    client = GitHubClient(args.api_url, **_service_auth(args, retries), **retries)
     github_labeler = GitHubLabeler(Labeler.load(args.model), client, github_policy(args))
     queue = JobQueue(args.state or cache_dir() / "serve-state.sqlite3", max_queued=args.max_queue)
     configure_logging()  # every line JSON, from here on
@@ -70,6 +70,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     app = WebhookApp(github_labeler, secret, queue, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
     log.info("serving", extra={"fields": {"model": args.model, "url": f"http://{args.host}:{args.port}/webhook", "state": str(queue.path)}})
     serve(app, args.host, args.port)
+
+
+def _service_auth(args: argparse.Namespace, client_options: dict) -> dict:
+    """A GitHub App (GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH, for an organisation), else GITHUB_TOKEN."""
+    from ..github.app_auth import GitHubAppAuth
+
+    app_id, key_path = os.environ.get("GITHUB_APP_ID", ""), os.environ.get("GITHUB_APP_PRIVATE_KEY_PATH", "")
+    if app_id or key_path:
+        if not (app_id and key_path):
+            raise IssuelabError("a GitHub App needs both GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH (the .pem file)")
+        return {"token_for_repo": GitHubAppAuth.from_key_file(app_id, key_path, args.api_url, **client_options).token_for}
+    return {"token": _token("set GITHUB_TOKEN (or GH_TOKEN) to a token that can add labels (issues: write), "
+                            "or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH for a GitHub App")}  # fmt: skip
 
 
 def _github_side(p: argparse.ArgumentParser) -> None:
@@ -97,7 +110,8 @@ def add_parsers(sub) -> None:
     json_flag(p, "outcomes, metrics and per-issue rows")
 
     p = command(sub, "serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
-                "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000")  # fmt: skip
+                "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000\n"
+                "as a GitHub App: GITHUB_APP_ID=123 GITHUB_APP_PRIVATE_KEY_PATH=app.pem instead of GITHUB_TOKEN")  # fmt: skip
     _github_side(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

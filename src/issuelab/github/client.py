@@ -72,9 +72,11 @@ class GitHubClient:
         backoff: float = 1.0,
         log: Callable[[str], None] = _stderr,
         sleep: Callable[[float], None] = time.sleep,
+        token_for_repo: Callable[[str], str] | None = None,
     ):
         self.api_url = (api_url or os.environ.get("GITHUB_API_URL") or DEFAULT_API_URL).rstrip("/")
         self._token = token  # kept private: never formatted into a message
+        self._token_for_repo = token_for_repo  # a GitHub App: each repository's installation token (app_auth)
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_wait = max_wait
@@ -83,7 +85,8 @@ class GitHubClient:
         self.sleep = sleep
 
     def __repr__(self) -> str:
-        return f"GitHubClient({self.api_url!r}, token={'set' if self._token else 'none'})"
+        auth = "app" if self._token_for_repo else "set" if self._token else "none"
+        return f"GitHubClient({self.api_url!r}, token={auth})"
 
     # -- transport -----------------------------------------------------------------------------
 
@@ -105,9 +108,16 @@ class GitHubClient:
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
         where = f"{method} {urllib.parse.urlsplit(url).path}"
+        token = self._token
+        if self._token_for_repo:
+            segments = urllib.parse.urlsplit(url).path.split("/")
+            if "repos" not in segments or len(segments) < segments.index("repos") + 3:
+                raise GitHubError(f"{where}: not a repository's endpoint, so no installation token applies")
+            at = segments.index("repos")
+            token = self._token_for_repo(f"{segments[at + 1]}/{segments[at + 2]}")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:

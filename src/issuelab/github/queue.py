@@ -55,7 +55,7 @@ class JobQueue:
     """Jobs and delivery ids in SQLite; safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: str | Path, *, max_queued: int = 10_000, lease_seconds: float = 300.0, retry_window: float = 3600.0,
-                 backoff: float = 2.0, max_backoff: float = 300.0):  # fmt: skip
+                 backoff: float = 2.0, max_backoff: float = 30.0):  # fmt: skip
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_queued, self.lease_seconds, self.retry_window = max_queued, lease_seconds, retry_window
