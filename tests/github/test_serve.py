@@ -256,3 +256,17 @@ def test_a_client_that_stops_sending_its_body_gets_408(run_dir, tmp_path):
             answer = sock.recv(4096)
             sock.close()
             assert answer.startswith(b"HTTP/1.1 408") and time.time() - started < 3
+
+
+def test_metrics_are_prometheus_text(service):
+    assert service.post(payload(1), delivery="m1")[0] == 202
+    assert service.post(payload(1), delivery="m1")[0] == 200
+    service.wait_idle()
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    conn.request("GET", "/metrics")
+    response = conn.getresponse()
+    text = response.read().decode()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain")
+    assert 'issuelab_deliveries_total{outcome="queued"} 1.0' in text and 'issuelab_deliveries_total{outcome="duplicate"} 1.0' in text
+    assert 'issuelab_jobs_finished_total{result="label"} 1.0' in text and 'issuelab_jobs{state="queued"} 0.0' in text
+    assert "issuelab_job_seconds_count 1.0" in text

@@ -8,6 +8,8 @@
                     a full queue answers 503 with Retry-After; bodies over the size limit get 413,
                     bodies that stop arriving get 408 after `read_timeout`.
     GET  /healthz   status, model, jobs queued / running / done / failed, duplicates, retries.
+    GET  /metrics   Prometheus text: deliveries by outcome, jobs finished by result, retries, jobs by
+                    state (queue depth), time from acceptance to a job's end (histogram).
 
 A 2xx means the job is on disk: after a crash the next start takes up every job not done. GitHub's 5xx,
 rate limits and network errors are retried with backoff for an hour, then the job is marked failed with
@@ -68,6 +70,28 @@ def signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.encode())
 
 
+class ServiceMetrics:
+    """Prometheus metrics of one service (its own registry, so that several apps in a process do not mix)."""
+
+    def __init__(self, queue: JobQueue):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter("issuelab_deliveries", "Webhook deliveries by outcome", ["outcome"], registry=self.registry)
+        self.jobs = Counter("issuelab_jobs_finished", "Labeling jobs finished, by result", ["result"], registry=self.registry)
+        self.retries = Counter("issuelab_job_retries", "Labeling attempts that will be retried", registry=self.registry)
+        self.latency = Histogram("issuelab_job_seconds", "Time from a delivery's acceptance to its job's end", registry=self.registry,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600))  # fmt: skip
+        depth = Gauge("issuelab_jobs", "Jobs in the state file, by state", ["state"], registry=self.registry)
+        for state in ("queued", "running", "failed"):
+            depth.labels(state).set_function(lambda state=state: queue.counts()[state])
+
+    def text(self) -> bytes:
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry)
+
+
 class WebhookApp:
     def __init__(self, github_labeler: GitHubLabeler, secret: str, queue: JobQueue, *, actions: tuple[str, ...] = ("opened",),
                  max_body: int = MAX_BODY_BYTES, workers: int = 8, model_name: str = "", read_timeout: float = 10.0,
@@ -88,10 +112,13 @@ class WebhookApp:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.metrics = ServiceMetrics(queue)
 
     def _count(self, key: str, delta: int = 1) -> None:
         with self._counts_lock:
             self.counts[key] += delta
+        if key == "retries":
+            self.metrics.retries.inc(delta)
 
     def status(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.model_name, **self.queue.counts(), **self.counts}
@@ -143,9 +170,12 @@ class WebhookApp:
                 self._count("retries")
                 log.warning("label retry", extra={"fields": dict(fields, error=error, retry_in_s=round(delay, 1))})
             else:
+                self.metrics.jobs.labels("failed").inc()
                 log.error("label failed", extra={"fields": dict(fields, error=error)})
             return
         self.queue.done(job)
+        self.metrics.jobs.labels(decision.action).inc()
+        self.metrics.latency.observe(max(0.0, time.time() - job.created))
         log.info("labeled" if decision.action == "label" else decision.action, extra={"fields": dict(
             fields, labels=decision.labels, reason=decision.reason, dry_run=decision.dry_run,
             ms=round((time.perf_counter() - started) * 1000, 1),
@@ -165,11 +195,14 @@ class WebhookApp:
         extra_headers: list[tuple[bytes, bytes]] = []
         if path == "/healthz" and method in ("GET", "HEAD"):
             status, body = 200, await asyncio.to_thread(self.status)
+        elif path == "/metrics" and method == "GET":
+            await _respond_text(send, await asyncio.to_thread(self.metrics.text))
+            return
         elif path == "/webhook" and method == "POST":
             status, body = await self._webhook(headers, receive)
             if status == 503:
                 extra_headers.append((b"retry-after", str(RETRY_AFTER_WHEN_FULL).encode()))
-        elif path in ("/healthz", "/webhook"):
+        elif path in ("/healthz", "/webhook", "/metrics"):
             status, body = 405, {"error": "method not allowed"}
         else:
             status, body = 404, {"error": "not found"}
@@ -233,6 +266,7 @@ class WebhookApp:
         if isinstance(target, str):
             return 200, {"status": "ignored"}
         outcome = await asyncio.to_thread(self.queue.enqueue, delivery, target.repo, target.number)
+        self.metrics.deliveries.labels(outcome).inc()
         if outcome == "full":
             self._count("refused_full")
             return 503, {"error": f"the queue is full ({self.queue.max_queued} jobs): retry later"}
@@ -259,6 +293,14 @@ async def _respond(send, status: int, body: dict[str, Any], extra_headers: list[
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra_headers]})  # fmt: skip
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _respond_text(send, data: bytes) -> None:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(data)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": data})
 
 
