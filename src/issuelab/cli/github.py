@@ -50,10 +50,8 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from ..github.client import GitHubClient
-    from ..github.labeling import GitHubLabeler
     from ..github.queue import JobQueue
     from ..github.serve import WebhookApp, configure_logging, github_log, log, serve
-    from ..labeler import Labeler
     from ..llm.base_model import cache_dir
 
     secret = os.environ.get("GITHUB_WEBHOOK_SECRET", "")
@@ -62,14 +60,26 @@ def cmd_serve(args: argparse.Namespace) -> None:
     # Few, short retries inside a call: a longer outage is retried from the durable queue, not by a blocked worker.
     retries = dict(timeout=10.0, max_retries=2, max_wait=5.0, log=github_log)
     client = GitHubClient(args.api_url, **_service_auth(args, retries), **retries)
-    github_labeler = GitHubLabeler(Labeler.load(args.model), client, github_policy(args))
+    github_labeler, model_name = _service_labeler(args, client)
     queue = JobQueue(args.state or cache_dir() / "serve-state.sqlite3", max_queued=args.max_queue)
     configure_logging()  # every line JSON, from here on
     if args.replay_failed:
         log.info("failed jobs back in the queue", extra={"fields": {"jobs": queue.replay_failed()}})
-    app = WebhookApp(github_labeler, secret, queue, actions=tuple(args.on), workers=args.workers, model_name=Path(args.model).name)
-    log.info("serving", extra={"fields": {"model": args.model, "url": f"http://{args.host}:{args.port}/webhook", "state": str(queue.path)}})
+    app = WebhookApp(github_labeler, secret, queue, actions=tuple(args.on), workers=args.workers, model_name=model_name)
+    log.info("serving", extra={"fields": {"model": args.model or args.models, "url": f"http://{args.host}:{args.port}/webhook", "state": str(queue.path)}})
     serve(app, args.host, args.port)
+
+
+def _service_labeler(args: argparse.Namespace, client):
+    """What labels an issue (one run, or a directory of runs per repository) and the name /healthz shows."""
+    from ..config import load_config
+    from ..github.labeling import GitHubLabeler, RunDirectory
+    from ..labeler import Labeler
+
+    if args.models:
+        override = load_config(args.config).policy if args.config else None
+        return RunDirectory(args.models, client, override, args.dry_run), f"{Path(args.models).name}/"
+    return GitHubLabeler(Labeler.load(args.model), client, github_policy(args)), Path(args.model).name
 
 
 def _service_auth(args: argparse.Namespace, client_options: dict) -> dict:
@@ -85,8 +95,14 @@ def _service_auth(args: argparse.Namespace, client_options: dict) -> dict:
                             "or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_PATH for a GitHub App")}  # fmt: skip
 
 
-def _github_side(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="RUN_DIR")
+def _github_side(p: argparse.ArgumentParser, models_dir: bool = False) -> None:
+    if models_dir:
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--model", metavar="RUN_DIR", help="one run for every repository")
+        which.add_argument("--models", metavar="DIR", help="DIR/OWNER/NAME/: each repository's run, DIR/default/: the others' "
+                           "(a run replaced there is picked up without a restart)")  # fmt: skip
+    else:
+        p.add_argument("--model", required=True, metavar="RUN_DIR")
     p.add_argument("--config", help="take [policy] from this config instead of the run's")
     p.add_argument("--dry-run", action="store_true", help="decide and report, add no label")
     p.add_argument("--on", nargs="+", default=["opened"], choices=list(ISSUE_ACTIONS), help="issue actions to label on (default: opened)")
@@ -112,7 +128,7 @@ def add_parsers(sub) -> None:
     p = command(sub, "serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
                 "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000\n"
                 "as a GitHub App: GITHUB_APP_ID=123 GITHUB_APP_PRIVATE_KEY_PATH=app.pem instead of GITHUB_TOKEN")  # fmt: skip
-    _github_side(p)
+    _github_side(p, models_dir=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=8, help="threads labeling in the background (they mostly wait on GitHub)")

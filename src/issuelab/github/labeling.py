@@ -9,10 +9,12 @@ retried request cannot duplicate a label, and nothing is ever removed).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from ..data import Issue
+from ..errors import IssuelabError
 from ..labeler import Labeler
-from ..policy import Decision, PolicyConfig, decide, skip_reason
+from ..policy import Decision, PolicyConfig, decide, resolve_policy, skip_reason
 from .client import GitHubClient
 from .events import issue_state
 
@@ -42,3 +44,39 @@ class GitHubLabeler:
         if decision.action == "label" and not self.policy.dry_run:
             self.client.add_labels(repo, number, decision.labels)
         return decision
+
+
+class RunDirectory:
+    """One service, many repositories: `DIR/OWNER/NAME/` is the run of a repository, `DIR/default/` the run
+    of any other (optional). A run is loaded on first use and again when its manifest changes, so a new run
+    promoted into place (`issuelab train --out DIR/OWNER/NAME --force` renames it in) answers from the next
+    issue on, without a restart. Each run keeps its own [policy] unless `policy` overrides it; `dry_run`
+    applies to all."""
+
+    def __init__(self, directory: str | Path, client: GitHubClient, policy: PolicyConfig | None = None, dry_run: bool = False):
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise IssuelabError(f"--models {self.directory}: not a directory (it holds OWNER/NAME/ run directories and optionally default/)")
+        self.client, self.policy, self.dry_run = client, policy, dry_run
+        self._loaded: dict[Path, tuple[int, GitHubLabeler]] = {}
+        self._lock = threading.Lock()
+
+    def run_for(self, repo: str) -> Path:
+        for candidate in (self.directory / repo, self.directory / "default"):
+            if (candidate / "manifest.json").exists():
+                return candidate
+        raise IssuelabError(f"no run for {repo} in {self.directory}: add {self.directory / repo} or {self.directory / 'default'}")
+
+    def labeler_for(self, repo: str) -> GitHubLabeler:
+        run = self.run_for(repo)
+        version = (run / "manifest.json").stat().st_mtime_ns
+        with self._lock:
+            loaded = self._loaded.get(run)
+            if loaded is None or loaded[0] != version:
+                labeler = Labeler.load(run)
+                policy = resolve_policy(labeler.policy, self.policy, self.dry_run)
+                loaded = self._loaded[run] = (version, GitHubLabeler(labeler, self.client, policy))
+        return loaded[1]
+
+    def label_issue(self, repo: str, number: int) -> Decision:
+        return self.labeler_for(repo).label_issue(repo, number)
