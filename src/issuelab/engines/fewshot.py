@@ -88,19 +88,17 @@ class FewshotEngine(BaseEngine):
         self.labels, self.multi_label = task.label_names, task.multi_label
         self.encoder = self._encoder()
         self.label_vectors = self.encoder.embed(task.label_issues())  # a label as the encoder reads it: name, description
-        context = self.encoder.embed(list(train) + list(task.unlabeled))
-        self.center = context.mean(axis=0) if self.options.center and len(context) else np.zeros(self.label_vectors.shape[1], np.float32)
-        self.examples = self._issue_vectors(train)
+        embedded = self.encoder.embed(list(train) + list(task.unlabeled))  # the training issues first
+        self.center = embedded.mean(axis=0) if self.options.center and len(embedded) else np.zeros(self.label_vectors.shape[1], np.float32)
+        self.examples = self._centred(embedded[: len(train)])
         self.example_labels = gold_matrix(train, self.labels) if train else np.zeros((0, len(self.labels)), bool)
         self._prepare()
         self.info.update(examples=len(train), unlabeled_issues=len(task.unlabeled), labels_without_examples=self.labels_without_examples(),
                          train_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
 
-    def _issue_vectors(self, issues: list[Issue]) -> np.ndarray:
+    def _centred(self, vectors: np.ndarray) -> np.ndarray:
         """Embeddings less the repository's mean, renormalised (as they are without `center`)."""
-        if not issues:
-            return np.zeros((0, self.label_vectors.shape[1]), np.float32)
-        vectors = self.encoder.embed(list(issues)).astype(np.float32) - self.center
+        vectors = vectors.astype(np.float32) - self.center
         return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
     def description_thresholds(self) -> dict[str, float]:
@@ -128,7 +126,7 @@ class FewshotEngine(BaseEngine):
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         opts = self.options
-        X = self._issue_vectors(list(issues))
+        X = self._centred(self.encoder.embed(list(issues)))
         description = softmax((X @ self.label_vectors.T) / opts.temperature)
         if not len(self.examples):
             return description

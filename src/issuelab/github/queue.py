@@ -105,16 +105,14 @@ class JobQueue:
                     return "full"
                 if delivery:
                     self._db.execute("INSERT INTO deliveries VALUES (?, ?)", (delivery, now))
-                added = self._db.execute(
-                    "INSERT INTO jobs (repo, number, delivery, state, created, not_before) VALUES (?, ?, ?, 'queued', ?, ?) "
-                    "ON CONFLICT (repo, number) WHERE state = 'queued' DO NOTHING",
-                    (repo, number, delivery, now, now),
-                ).rowcount  # fmt: skip
+                if not already:  # the transaction holds the write lock: no job for the issue can appear meanwhile
+                    self._db.execute("INSERT INTO jobs (repo, number, delivery, state, created, not_before) VALUES (?, ?, ?, 'queued', ?, ?)",
+                                     (repo, number, delivery, now, now))  # fmt: skip
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return "queued" if added else "coalesced"
+        return "coalesced" if already else "queued"
 
     def claim(self) -> Job | None:
         """The oldest job due (or one whose lease ran out), leased to the caller."""

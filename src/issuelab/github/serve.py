@@ -107,18 +107,18 @@ class WebhookApp:
         self.read_timeout = read_timeout
         self.drain_seconds = drain_seconds
         self.workers = workers
-        self.counts = {"duplicates": 0, "coalesced": 0, "refused_full": 0, "retries": 0}
-        self._counts_lock = threading.Lock()
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics = ServiceMetrics(queue)
 
-    def _count(self, key: str, delta: int = 1) -> None:
-        with self._counts_lock:
-            self.counts[key] += delta
-        if key == "retries":
-            self.metrics.retries.inc(delta)
+    @property
+    def counts(self) -> dict[str, int]:
+        """Deliveries ignored, folded and refused, and retries, since start (read from the metrics)."""
+        value = self.metrics.registry.get_sample_value
+        outcomes = {"duplicates": "duplicate", "coalesced": "coalesced", "refused_full": "full"}
+        counts = {key: int(value("issuelab_deliveries_total", {"outcome": outcome}) or 0) for key, outcome in outcomes.items()}
+        return counts | {"retries": int(value("issuelab_job_retries_total") or 0)}
 
     def status(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.model_name, **self.queue.counts(), **self.counts}
@@ -164,10 +164,10 @@ class WebhookApp:
             if retry:
                 outcome, delay = self.queue.retry_or_fail(job, error, wait)
             else:
-                outcome, delay = "failed", 0.0
                 self.queue.fail(job, error)
+                outcome, delay = "failed", 0.0
             if outcome == "retry":
-                self._count("retries")
+                self.metrics.retries.inc()
                 log.warning("label retry", extra={"fields": dict(fields, error=error, retry_in_s=round(delay, 1))})
             else:
                 self.metrics.jobs.labels("failed").inc()
@@ -268,13 +268,9 @@ class WebhookApp:
         outcome = await asyncio.to_thread(self.queue.enqueue, delivery, target.repo, target.number)
         self.metrics.deliveries.labels(outcome).inc()
         if outcome == "full":
-            self._count("refused_full")
             return 503, {"error": f"the queue is full ({self.queue.max_queued} jobs): retry later"}
         if outcome == "duplicate":
-            self._count("duplicates")
             return 200, {"status": "duplicate delivery"}
-        if outcome == "coalesced":
-            self._count("coalesced")
         self._wake.set()
         return 202, {"status": outcome}
 
