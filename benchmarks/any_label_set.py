@@ -130,6 +130,7 @@ def run_target(name: str, targets: dict[str, Target], shots: list[int], draws: i
             systems[ENSEMBLE] = ("ensemble", [("ensemble.engines", ["tfidf", "fewshot"]), *cross], True)
         else:
             systems = {ZERO_SHOT_BASELINE: ("fewshot", [("fewshot.center", False)], False)} | systems
+            systems["fewshot (cross-repo encoder, not centred)"] = ("fewshot", [*cross, ("fewshot.center", False)], False)
         rows: dict[str, list[dict]] = {system: [] for system in systems}
         for draw in range(draws if k else 1):
             train = k_per_label(target.pool, target.labels, k, draw) if k else []
@@ -194,12 +195,13 @@ def main() -> int:
     parser.add_argument("--draws", type=int, default=3, help="random draws of the k issues")
     parser.add_argument("--epochs", type=float, default=1.0, help="encoder training: passes over the other targets' issues")
     parser.add_argument("--max-steps", type=int, default=0, help="encoder training: a cap on steps (bounds CPU time)")
+    parser.add_argument("--max-tokens", type=int, default=EncoderTrainingOptions.max_tokens, help="encoder training: tokens of each issue")
     parser.add_argument("--encoders", metavar="DIR", help="keep (and reuse) each target's encoder here")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--plot", metavar="PNG")
     args = parser.parse_args()
 
-    options = EncoderTrainingOptions(epochs=args.epochs, max_steps=args.max_steps)
+    options = EncoderTrainingOptions(epochs=args.epochs, max_steps=args.max_steps, max_tokens=args.max_tokens)
     results = {}
     if args.json and Path(args.json).exists():  # targets run before with the same options are kept (one target per call is fine)
         earlier = json.loads(Path(args.json).read_text(encoding="utf-8"))
