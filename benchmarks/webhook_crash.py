@@ -8,10 +8,14 @@ Scenarios, each counting the issues labeled once, never, and more than once (by 
 - GitHub down: GitHub answers 502 to everything for D seconds while deliveries arrive; every accepted issue
   must be labeled once it recovers;
 - SIGTERM while GitHub is down with jobs queued: how long the service takes to exit, and that the next
-  start labels what was left.
+  start labels what was left;
+- flood: 60,000 deliveries of distinct issues against a slow GitHub (every answer delayed) and a bounded
+  queue: the service's resident memory as the deliveries arrive, how many were refused with 503, and that
+  every accepted one is labeled once.
 
     python benchmarks/webhook_crash.py --json docs/results/webhook-crash.json
     python benchmarks/webhook_crash.py --kill-points 50 150 --down-seconds 20   # quicker
+    python benchmarks/webhook_crash.py --scenarios flood --flood 60000 --json flood.json
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,11 +41,11 @@ from tests.helpers.fake_github import FakeGitHub  # noqa: E402
 class Service:
     """`issuelab serve` in a subprocess on a given state file."""
 
-    def __init__(self, run_dir: Path, state: Path, api_url: str, log: Path, workers: int = 8):
+    def __init__(self, run_dir: Path, state: Path, api_url: str, log: Path, workers: int = 8, extra: tuple[str, ...] = ()):
         self.port = free_port()
         env = dict(os.environ, GITHUB_WEBHOOK_SECRET=SECRET, GITHUB_TOKEN=TOKEN)
         command = [sys.executable, "-m", "issuelab", "serve", "--model", str(run_dir), "--port", str(self.port),
-                   "--api-url", api_url, "--workers", str(workers), "--state", str(state)]  # fmt: skip
+                   "--api-url", api_url, "--workers", str(workers), "--state", str(state), *extra]  # fmt: skip
         with open(log, "a") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=out, env=env)
         deadline = time.time() + 60
@@ -52,6 +57,13 @@ class Service:
                 if time.time() > deadline or self.process.poll() is not None:
                     raise SystemExit(f"the service did not start:\n{log.read_text()}") from None
                 time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        """The service's resident memory (Linux /proc)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
 
     def health(self) -> dict:
         return get_json(self.port, "/healthz")
@@ -153,6 +165,54 @@ def sigterm_scenario(run_dir, fake, tmp: Path, queued: int) -> dict:
     return {"queued": queued, "exit_seconds": round(exit_seconds, 2), **outcome(fake, numbers)}
 
 
+def flood_scenario(run_dir, fake, tmp: Path, deliveries: int, max_queue: int, latency: float, concurrency: int) -> dict:
+    """Deliveries of distinct issues as fast as the service answers, GitHub answering every call after
+    `latency` s: memory is sampled every second; the queue fills and the service answers 503."""
+    fake.label_posts.clear()
+    fake.latency = latency
+    numbers = range(700_000_001, 700_000_001 + deliveries)
+    state = tmp / "flood.sqlite3"
+    service = Service(run_dir, state, fake.url, tmp / "serve.log", extra=("--max-queue", str(max_queue)))
+    accepted: set[int] = set()
+    samples: list[tuple[int, float]] = [(0, service.rss_mb())]
+    answered = [0]
+    done = threading.Event()
+
+    def on_answer(delivery: str, status: int) -> None:
+        answered[0] += 1
+        if 200 <= status < 300:
+            accepted.add(int(delivery.split("-")[1]))
+
+    def sample() -> None:
+        while not done.wait(1.0):
+            samples.append((answered[0], service.rss_mb()))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    _, statuses = send_all(service.port, [(f"flood-{n}", body(n)) for n in numbers], concurrency, on_answer=on_answer)
+    sent_seconds = time.perf_counter() - started
+    drained = service.wait_idle(1800)
+    done.set()
+    sampler.join()
+    samples.append((answered[0], service.rss_mb()))
+    fake.latency = 0.0
+    service.kill(signal.SIGTERM)
+    labeled = outcome(fake, numbers)
+    posts = {number for _repo, number, _labels in fake.label_posts}
+    tenth = max(1, deliveries // 10)
+    by_tenth = {}
+    for count, rss in samples:  # the last sample in each tenth of the deliveries answered
+        by_tenth[min(10, count // tenth)] = rss
+    return {"deliveries": deliveries, "max_queue": max_queue, "github_latency_s": latency, "sent_seconds": round(sent_seconds, 1),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "drained": drained,
+            "accepted": len(accepted), "accepted_never_labeled": len(accepted - posts),
+            "labeled_twice_or_more": labeled["twice_or_more"], "rss_mb_at_start": round(samples[0][1], 1),
+            "rss_mb_peak": round(max(rss for _, rss in samples), 1), "rss_mb_end": round(samples[-1][1], 1),
+            "rss_mb_by_tenth": {str(k * 10) + "%": round(v, 1) for k, v in sorted(by_tenth.items())},
+            "state_file_mb": round(sum(p.stat().st_size for p in tmp.glob("flood.sqlite3*")) / 2**20, 1)}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=nlbse_data_dir())
@@ -162,6 +222,10 @@ def main() -> int:
     parser.add_argument("--down-seconds", type=float, default=75.0)
     parser.add_argument("--down-deliveries", type=int, default=24)
     parser.add_argument("--sigterm-queued", type=int, default=16)
+    parser.add_argument("--flood", type=int, default=60_000, help="deliveries of the flood scenario")
+    parser.add_argument("--flood-max-queue", type=int, default=2_000, help="the service's --max-queue in the flood")
+    parser.add_argument("--github-latency", type=float, default=0.05, help="seconds each GitHub answer takes in the flood")
+    parser.add_argument("--scenarios", nargs="+", choices=["kill", "down", "sigterm", "flood"], default=["kill", "down", "sigterm", "flood"])
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
@@ -171,27 +235,37 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, FakeGitHub(token=TOKEN, auto_issue=github_issue) as fake:
         tmp_path = Path(tmp)
         train_run(config, train, None, tmp_path / "run", engine="tfidf")
-        report["kill"] = []
-        for point in args.kill_points:
-            report["kill"].append(kill_scenario(tmp_path / "run", fake, tmp_path, args.burst, point, args.concurrency))
-            print(f"kill -9 after {point}: {report['kill'][-1]}", file=sys.stderr, flush=True)
-        report["github_down"] = down_scenario(tmp_path / "run", fake, tmp_path, args.down_deliveries, args.down_seconds)
-        print(f"GitHub down: {report['github_down']}", file=sys.stderr, flush=True)
-        report["sigterm_while_down"] = sigterm_scenario(tmp_path / "run", fake, tmp_path, args.sigterm_queued)
-        print(f"SIGTERM while down: {report['sigterm_while_down']}", file=sys.stderr, flush=True)
+        if "kill" in args.scenarios:
+            report["kill"] = []
+            for point in args.kill_points:
+                report["kill"].append(kill_scenario(tmp_path / "run", fake, tmp_path, args.burst, point, args.concurrency))
+                print(f"kill -9 after {point}: {report['kill'][-1]}", file=sys.stderr, flush=True)
+        if "down" in args.scenarios:
+            report["github_down"] = down_scenario(tmp_path / "run", fake, tmp_path, args.down_deliveries, args.down_seconds)
+            print(f"GitHub down: {report['github_down']}", file=sys.stderr, flush=True)
+        if "sigterm" in args.scenarios:
+            report["sigterm_while_down"] = sigterm_scenario(tmp_path / "run", fake, tmp_path, args.sigterm_queued)
+            print(f"SIGTERM while down: {report['sigterm_while_down']}", file=sys.stderr, flush=True)
+        if "flood" in args.scenarios:
+            report["flood"] = flood_scenario(tmp_path / "run", fake, tmp_path, args.flood, args.flood_max_queue, args.github_latency, args.concurrency)
+            print(f"flood: {report['flood']}", file=sys.stderr, flush=True)
         log_lines = (tmp_path / "serve.log").read_text().splitlines()
         report["log_lines_not_json"] = sum(not line.startswith("{") for line in log_lines)
         report["secret_in_log"] = any(TOKEN in line or SECRET in line for line in log_lines)
 
     print(f"\n{'SCENARIO':<28} {'ONCE':>6} {'NEVER':>6} {'TWICE':>6}  NOTES")
-    for row in report["kill"]:
+    for row in report.get("kill", []):
         print(f"{'kill -9 after ' + str(row['kill_after']):<28} {row['labeled_once']:>6} {row['never']:>6} {row['twice_or_more']:>6}  "
               f"resent {row['resent']}")  # fmt: skip
-    down = report["github_down"]
-    print(f"{'GitHub down ' + str(down['down_seconds']) + ' s':<28} {down['labeled_once']:>6} {down['never']:>6} {down['twice_or_more']:>6}  "
-          f"all labeled {down['all_labeled_seconds_after_recovery']} s after recovery, {down['retries']} retries")  # fmt: skip
-    term = report["sigterm_while_down"]
-    print(f"{'SIGTERM while down':<28} {term['labeled_once']:>6} {term['never']:>6} {term['twice_or_more']:>6}  exit in {term['exit_seconds']} s")
+    if down := report.get("github_down"):
+        print(f"{'GitHub down ' + str(down['down_seconds']) + ' s':<28} {down['labeled_once']:>6} {down['never']:>6} {down['twice_or_more']:>6}  "
+              f"all labeled {down['all_labeled_seconds_after_recovery']} s after recovery, {down['retries']} retries")  # fmt: skip
+    if term := report.get("sigterm_while_down"):
+        print(f"{'SIGTERM while down':<28} {term['labeled_once']:>6} {term['never']:>6} {term['twice_or_more']:>6}  exit in {term['exit_seconds']} s")
+    if flood := report.get("flood"):
+        print(f"{'flood ' + str(flood['deliveries']):<28} {flood['accepted'] - flood['accepted_never_labeled']:>6} "
+              f"{flood['accepted_never_labeled']:>6} {flood['labeled_twice_or_more']:>6}  of {flood['accepted']} accepted; "
+              f"statuses {flood['statuses']}; RSS {flood['rss_mb_at_start']} -> peak {flood['rss_mb_peak']} MB")  # fmt: skip
     print(f"log lines not JSON: {report['log_lines_not_json']}, secret in log: {report['secret_in_log']}")
     write_report(args.json, report)
     return 0

@@ -21,7 +21,7 @@ issuelab import --config "$CONFIG" "$DATA/issues_train.csv" "$DATA/issues_test.c
   --repo "$REPO" --out "$WORK/issues.jsonl"
 
 echo "== 2. split: seeded, stratified 80/10/10"
-issuelab split --config "$CONFIG" "$WORK/issues.jsonl" --out "$WORK/splits"
+issuelab split --config "$CONFIG" "$WORK/issues.jsonl" --out "$WORK/splits" --force
 
 echo "== 3. train: tfidf engine, thresholds tuned on eval"
 issuelab train --config "$CONFIG" --train "$WORK/splits/train.jsonl" --eval "$WORK/splits/eval.jsonl" \

@@ -112,31 +112,33 @@ def _issue_from_dict(obj: Any, where: str, label_set: LabelSet | None, require_l
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yields (line number, parsed object) for each non-blank line."""
+    """Yields (line number, parsed object) for each non-blank line. Lines are split on "\n" alone
+    (JSON escapes it inside strings; CRLF files lose the "\r") and decoded one by one, so an error
+    names its line and byte offset."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8", newline="\n")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory; give a JSONL file (one issue per line)") from None
+    offset = 0
     with handle:
-        for lineno, line in enumerate(_split_lines(handle), start=1):
+        for lineno, raw in enumerate(handle, start=1):
+            start, offset = offset, offset + len(raw)
+            try:
+                line = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}, "
+                                f"file offset {start + e.start}); save the file as UTF-8") from None  # fmt: skip
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
             if not line.strip():
                 continue
             try:
                 yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            except UnicodeDecodeError:
-                raise DataError(f"{path}:{lineno}: not valid UTF-8") from None
-
-
-def _split_lines(handle: IO[str]) -> Iterator[str]:
-    # newline="\n": only "\n" ends a record (JSON escapes it inside strings); CRLF files lose the "\r".
-    try:
-        for line in handle:
-            yield line.removesuffix("\n").removesuffix("\r")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{handle.name}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
 def read_issues(

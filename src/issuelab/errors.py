@@ -11,3 +11,7 @@ class ConfigError(IssuelabError):
 
 class DataError(IssuelabError):
     """An input data file (JSONL, CSV, predictions) is malformed."""
+
+
+class RunError(IssuelabError):
+    """A run directory is missing, incomplete or damaged."""

@@ -12,6 +12,8 @@ Run directory layout (everything needed to predict, nothing pickled):
 from __future__ import annotations
 
 import json
+import math
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import numpy as np
 from .data import Issue, write_json
 from .engines import Engine
 from .engines.registry import engine_class
-from .errors import IssuelabError
+from .errors import IssuelabError, RunError
 from .policy import PolicyConfig, choose_labels, threshold_array
 
 
@@ -77,8 +79,9 @@ class Labeler:
     def predict(self, issues: Sequence[Issue], batch_size: int = 256, progress: bool = False) -> list[Prediction]:
         """Each issue's scores and the labels the run's own policy chooses from them."""
         return [
-            Prediction(choose_labels(row, self.label_names, self.threshold_array, self.multi_label, self.policy), self._score_dict(row))
-            for row in self._score_rows(issues, batch_size, progress)
+            Prediction(choose_labels(row, self.label_names, self.threshold_array, self.multi_label, self.policy) if has_text(issue) else [],
+                       self._score_dict(row))  # an issue with no title and no body says nothing: no label
+            for issue, row in zip(issues, self._score_rows(issues, batch_size, progress), strict=True)
         ]
 
     def generate(self, issues: Sequence[Issue]) -> list[str]:
@@ -102,30 +105,97 @@ class Labeler:
 
     @staticmethod
     def read_manifest(directory: str | Path) -> dict[str, Any]:
-        path = Path(directory) / "manifest.json"
-        if not path.exists():
-            raise IssuelabError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
-        return json.loads(path.read_text(encoding="utf-8"))
+        directory = restore_interrupted(Path(directory))
+        if not (directory / "manifest.json").exists():
+            raise RunError(f"{directory}: not a run directory (no manifest.json); create one with `issuelab train`")
+        manifest = _run_json(directory / "manifest.json", dict)
+        for key, kind in (("engine", str), ("multi_label", bool), ("policy", dict)):
+            if not isinstance(manifest.get(key), kind):
+                raise RunError(f"{directory / 'manifest.json'}: field {key!r} is missing or not a {kind.__name__}; {RETRAIN}")
+        return manifest
 
     @staticmethod
     def load_policy(directory: str | Path) -> PolicyConfig:
         """The policy recorded in a run, without loading its model."""
-        return PolicyConfig(**Labeler.read_manifest(directory)["policy"])
+        return _policy(Labeler.read_manifest(directory), Path(directory))
 
     @classmethod
     def load(cls, directory: str | Path) -> Labeler:
+        """Loads a run and checks it: the files are there and agree, and the model answers one finite
+        score per label. A damaged run raises RunError naming the file, never a traceback."""
         directory = Path(directory)
         manifest = cls.read_manifest(directory)
-        engine = engine_class(manifest["engine"]).load(directory / "model")
-        return cls(
-            engine=engine,
-            labels=json.loads((directory / "labels.json").read_text(encoding="utf-8")),
-            thresholds=json.loads((directory / "thresholds.json").read_text(encoding="utf-8")),
-            multi_label=manifest["multi_label"],
-            policy=PolicyConfig(**manifest["policy"]),
-            prompt=(directory / "prompt.txt").read_text(encoding="utf-8"),
-            manifest=manifest,
-        )
+        labels = _run_json(directory / "labels.json", list)
+        names = [label.get("name") if isinstance(label, dict) else None for label in labels]
+        if not names or not all(isinstance(name, str) and name for name in names) or len(set(names)) != len(names):
+            raise RunError(f"{directory / 'labels.json'}: expected a list of labels with distinct names; {RETRAIN}")
+        if manifest.get("labels", names) != names:
+            raise RunError(f"{directory}: labels.json and manifest.json name different labels; {RETRAIN}")
+        thresholds = _run_json(directory / "thresholds.json", dict)
+        bad = [name for name, t in thresholds.items() if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)]
+        if bad:
+            raise RunError(f"{directory / 'thresholds.json'}: thresholds that are not numbers: {', '.join(map(repr, bad))}; {RETRAIN}")
+        try:
+            prompt = (directory / "prompt.txt").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunError(f"{directory / 'prompt.txt'}: cannot be read ({e}); {RETRAIN}") from None
+        try:
+            engine = engine_class(manifest["engine"]).load(directory / "model")
+        except IssuelabError:
+            raise
+        except Exception as e:  # any failure here means the model files are damaged or from elsewhere
+            raise RunError(f"{directory / 'model'}: the {manifest['engine']} model cannot be loaded ({type(e).__name__}: {e}); {RETRAIN}") from None
+        labeler = cls(engine, labels, thresholds, manifest["multi_label"], _policy(manifest, directory), prompt, manifest)
+        labeler._check_answers(directory)
+        return labeler
+
+    def _check_answers(self, directory: Path) -> None:
+        try:
+            scores = np.asarray(list(self.engine.predict_scores([Issue("probe", "probe", "a run loading check")])), dtype=float)
+        except Exception as e:
+            raise RunError(f"{directory / 'model'}: the model fails on a test issue ({type(e).__name__}: {e}); {RETRAIN}") from None
+        if scores.shape != (1, len(self.label_names)) or not np.isfinite(scores).all():
+            raise RunError(f"{directory / 'model'}: the model gives {scores.shape[-1] if scores.ndim == 2 else 'no'} scores for "
+                           f"{len(self.label_names)} labels (or non-finite ones); {RETRAIN}")  # fmt: skip
+
+
+def has_text(issue: Issue) -> bool:
+    return bool((issue.title or "").strip() or (issue.body or "").strip())
+
+
+RETRAIN = "train it again with `issuelab train --force`"
+
+
+def _run_json(path: Path, kind: type) -> Any:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing: the run is incomplete; {RETRAIN}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: damaged ({e}); {RETRAIN}") from None
+    if not isinstance(value, kind):
+        raise RunError(f"{path}: expected a JSON {'object' if kind is dict else 'array'}, got {type(value).__name__}; {RETRAIN}")
+    return value
+
+
+def _policy(manifest: dict[str, Any], directory: Path) -> PolicyConfig:
+    try:
+        return PolicyConfig(**manifest["policy"])
+    except (TypeError, ValueError) as e:
+        raise RunError(f"{directory / 'manifest.json'}: field 'policy': {e}; {RETRAIN}") from None
+
+
+def restore_interrupted(directory: Path) -> Path:
+    """A replacement of the run stopped between its two renames (see `train._write_run`) leaves the old run
+    as `.NAME.old` and nothing at NAME: put the old run back."""
+    backup = directory.with_name(f".{directory.name}.old")
+    if not directory.exists() and (backup / "manifest.json").exists():
+        try:
+            backup.rename(directory)
+            print(f"issuelab: {directory}: restored the previous run from {backup.name} (its replacement was interrupted)", file=sys.stderr)
+        except FileNotFoundError:
+            pass  # another process restored it first
+    return directory
 
 
 def prediction_records(issues: Sequence[Issue], predictions: Sequence[Prediction]) -> list[dict[str, Any]]:

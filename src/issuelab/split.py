@@ -97,11 +97,16 @@ def write_split(
     out_dir: str | Path,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
     seed: int = 0,
+    force: bool = False,
 ) -> dict:
-    """Writes train/eval/test.jsonl and manifest.json under `out_dir`; returns the manifest."""
+    """Writes train/eval/test.jsonl and manifest.json under `out_dir`; returns the manifest. An existing
+    split there is replaced only with `force`."""
     if len(ratios) != len(SPLIT_NAMES):
         raise DataError(f"--sizes takes {len(SPLIT_NAMES)} numbers (train eval test), got {list(ratios)}")
     out_dir = Path(out_dir)
+    existing = [name for name in (*[f"{n}.jsonl" for n in SPLIT_NAMES], "manifest.json") if (out_dir / name).exists()]
+    if existing and not force:
+        raise DataError(f"{out_dir}: already holds a split ({', '.join(existing)}); choose another --out or pass --force to replace it")
     subsets = split_issues(issues, ratios, seed)
     for name, subset in zip(SPLIT_NAMES, subsets):
         write_jsonl(out_dir / f"{name}.jsonl", subset)

@@ -25,7 +25,7 @@ from .data import Issue, current_umask, file_sha256
 from .engines import Task
 from .engines.registry import create_engine
 from .errors import DataError, IssuelabError
-from .labeler import Labeler
+from .labeler import Labeler, restore_interrupted
 from .metrics import ModelMetrics, gold_matrix, score_outputs
 from .policy import DEFAULT_THRESHOLD, PolicyConfig, label_matrix, threshold_array
 from .runtime import is_main_process, library_versions
@@ -168,13 +168,24 @@ def train_run(
     eval_path: str | Path | None = None,
     unlabeled: Sequence[Issue] = (),
     force: bool = False,
+    force_degenerate: bool = False,
 ) -> tuple[Labeler, ModelMetrics | None]:
-    """Trains and writes the run directory `out_dir` (built beside it, then renamed into place)."""
-    out_dir = Path(out_dir)
+    """Trains and writes the run directory `out_dir` (built beside it, then renamed into place). A model
+    that learned nothing (see `degenerate`) is not written unless `force_degenerate`: a good run at
+    `out_dir` is never replaced by it."""
+    out_dir = restore_interrupted(Path(out_dir))
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise IssuelabError(f"{out_dir}: already exists and is not empty; choose another --out or pass --force")
+    if train and not any((issue.title or "").strip() or (issue.body or "").strip() for issue in train):
+        raise DataError(f"{train_path or 'the training data'}: every issue has an empty title and body: there is no text to learn from")
+    warnings = data_warnings(config, train, eval, train_path, eval_path, engine or config.train.engine)
     started = time.perf_counter()
     labeler, metrics = fit_labeler(config, train, eval, engine, seed, unlabeled=unlabeled)
+    problem = degenerate(labeler, train + (eval or []))
+    if problem and not force_degenerate:
+        kept = f"; the run already at {out_dir} is unchanged" if out_dir.exists() else ""
+        raise DataError(f"{out_dir}: not written: {problem}{kept}. Fix the training data, or pass --force-degenerate to write it anyway")
+    warnings += [problem] if problem else []
     labeler.manifest.update(
         issuelab_version=__version__,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -183,9 +194,12 @@ def train_run(
         versions=library_versions(),
         train_seconds=round(time.perf_counter() - started, 2),
         eval_metrics=metrics.to_json() if metrics else None,
+        warnings=warnings,
     )
     if not is_main_process():  # under `accelerate launch`, one process writes the run
         return labeler, metrics
+    for warning in warnings:
+        print(f"issuelab: warning: {warning}", file=sys.stderr)
     calibration = labeler.manifest.get("calibration") or {}
     if calibration.get("fallback"):
         kept = f"the global threshold {calibration['global_threshold']}" if "global_threshold" in calibration else f"the default threshold {DEFAULT_THRESHOLD}"
@@ -196,6 +210,65 @@ def train_run(
         )
     _write_run(labeler, out_dir)
     return labeler, metrics
+
+
+MIN_EXAMPLES = 3  # fewer training issues than this for a label: warned about
+
+
+def data_warnings(config: Config, train: Sequence[Issue], eval: Sequence[Issue] | None, train_path=None, eval_path=None,
+                  engine: str = "") -> list[str]:
+    """What is legal in the training data but likely a mistake; printed and kept in the run's manifest."""
+    warnings = []
+    issues = list(train) + list(eval or [])
+    counts = {name: 0 for name in config.label_names}
+    for issue in issues:
+        for label in issue.labels:
+            counts[label] = counts.get(label, 0) + 1
+    if issues:
+        unseen = [name for name, n in counts.items() if n == 0]
+        rare = [f"{name} ({n})" for name, n in counts.items() if 0 < n < MIN_EXAMPLES]
+        if unseen:
+            warnings.append(f"no training issue carries {', '.join(unseen)}: " + (
+                "scored from the label descriptions alone" if engine == "fewshot" else "it will rarely or never be predicted"))  # fmt: skip
+        if rare:
+            warnings.append(f"fewer than {MIN_EXAMPLES} training issues carry {', '.join(rare)}: too few to learn from reliably")
+    for issues_of, path in ((train, train_path), (eval or [], eval_path)):
+        seen, repeated = set(), []
+        for issue in issues_of:
+            (repeated.append if issue.id in seen else seen.add)(issue.id)
+        if repeated:
+            warnings.append(f"{path or 'the data'}: {len(repeated)} issue ids appear more than once (e.g. {', '.join(map(str, repeated[:3]))}): "
+                            f"a duplicate weighs double and may sit on both sides of a split")  # fmt: skip
+    shared = {issue.id for issue in train} & {issue.id for issue in eval or []}
+    if shared:
+        warnings.append(f"{len(shared)} issue ids are in both the training and the evaluation data (e.g. {', '.join(map(str, sorted(shared, key=str)[:3]))}): "
+                        "the evaluation overstates the model")  # fmt: skip
+    empty = sum(not ((i.title or "").strip() or (i.body or "").strip()) for i in issues)
+    if empty:
+        warnings.append(f"{empty} training issues have an empty title and body")
+    return warnings
+
+
+def degenerate(labeler: Labeler, issues: Sequence[Issue]) -> str | None:
+    """Why the model learned nothing, or None: no issue carries a label (for an engine that learns from
+    labels), or it gives different issues the same scores."""
+    from .engines.registry import engine_class
+
+    learns_from_labels = not getattr(engine_class(labeler.manifest["engine"]), "trains_on_nothing", False)
+    if issues and learns_from_labels and not any(issue.labels for issue in issues):
+        return "no training issue carries a label of the config, so the model would give every issue the same labels"
+    texts = {}
+    for issue in issues:  # a few distinct, non-empty issues
+        text = f"{issue.title or ''}\n{issue.body or ''}".strip()
+        if text and text not in texts:
+            texts[text] = issue
+        if len(texts) == 8:
+            break
+    if len(texts) >= 2:
+        scores = np.array(labeler.engine.predict_scores(list(texts.values())), dtype=float)
+        if np.ptp(scores, axis=0).max() < 1e-9:
+            return f"the model gives {len(texts)} different training issues exactly the same scores"
+    return None
 
 
 def _write_run(labeler: Labeler, out_dir: Path) -> None:

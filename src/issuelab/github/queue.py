@@ -55,11 +55,12 @@ class JobQueue:
     """Jobs and delivery ids in SQLite; safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: str | Path, *, max_queued: int = 10_000, lease_seconds: float = 300.0, retry_window: float = 3600.0,
-                 backoff: float = 2.0, max_backoff: float = 30.0):  # fmt: skip
+                 backoff: float = 2.0, max_backoff: float = 30.0, keep_deliveries: int = DELIVERIES_KEPT):  # fmt: skip
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_queued, self.lease_seconds, self.retry_window = max_queued, lease_seconds, retry_window
         self.backoff, self.max_backoff = backoff, max_backoff
+        self.keep_deliveries = keep_deliveries
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -172,8 +173,9 @@ class JobQueue:
             row = self._db.execute("SELECT min(not_before) FROM jobs WHERE state = 'queued'").fetchone()
         return None if row[0] is None else max(0.0, row[0] - time.time())
 
-    def prune(self, keep_deliveries: int = DELIVERIES_KEPT, keep_finished_days: float = 30.0) -> None:
-        """Forgets the oldest delivery ids beyond `keep_deliveries` and jobs done long ago."""
+    def prune(self, keep_deliveries: int | None = None, keep_finished_days: float = 30.0) -> None:
+        """Forgets the oldest delivery ids beyond `keep_deliveries` (default: the queue's) and jobs done long ago."""
+        keep = self.keep_deliveries if keep_deliveries is None else keep_deliveries
         with self._lock:
-            self._db.execute("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries ORDER BY received DESC LIMIT -1 OFFSET ?)", (keep_deliveries,))
+            self._db.execute("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries ORDER BY received DESC LIMIT -1 OFFSET ?)", (keep,))
             self._db.execute("DELETE FROM jobs WHERE state = 'done' AND created < ?", (time.time() - keep_finished_days * 86400,))

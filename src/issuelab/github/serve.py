@@ -95,7 +95,7 @@ class ServiceMetrics:
 class WebhookApp:
     def __init__(self, github_labeler: GitHubLabeler, secret: str, queue: JobQueue, *, actions: tuple[str, ...] = ("opened",),
                  max_body: int = MAX_BODY_BYTES, workers: int = 8, model_name: str = "", read_timeout: float = 10.0,
-                 drain_seconds: float = 20.0):  # fmt: skip
+                 drain_seconds: float = 20.0, prune_every: float = 3600.0):  # fmt: skip
         if not secret:
             raise ValueError("a webhook secret is required (GITHUB_WEBHOOK_SECRET)")
         self.github_labeler = github_labeler
@@ -107,6 +107,7 @@ class WebhookApp:
         self.read_timeout = read_timeout
         self.drain_seconds = drain_seconds
         self.workers = workers
+        self.prune_every = prune_every  # seconds between forgetting old delivery ids and old finished jobs
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -131,6 +132,17 @@ class WebhookApp:
         self._threads = [threading.Thread(target=self._work, name=f"issuelab-label-{k}", daemon=True) for k in range(self.workers)]
         for thread in self._threads:
             thread.start()
+        threading.Thread(target=self._housekeeping, name="issuelab-prune", daemon=True).start()
+
+    def _housekeeping(self) -> None:
+        """Keeps the state file bounded: the newest delivery ids and recent finished jobs stay."""
+        while True:
+            try:
+                self.queue.prune()
+            except Exception:  # a busy or broken database must not stop the service; the next round tries again
+                log.exception("pruning the state file failed")
+            if self._stopping.wait(self.prune_every):
+                return
 
     def stop(self) -> None:
         """Lets the jobs in progress finish for up to `drain_seconds`; the rest stay in the database."""
