@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log.info("failed jobs back in the queue", extra={"fields": {"jobs": queue.replay_failed()}})
     app = WebhookApp(github_labeler, secret, queue, actions=tuple(args.on), workers=args.workers, model_name=model_name)
     log.info("serving", extra={"fields": {"model": args.model or args.models, "url": f"http://{args.host}:{args.port}/webhook", "state": str(queue.path)}})
-    serve(app, args.host, args.port)
+    serve(app, args.host, args.port, args.max_connections)
 
 
 def _service_labeler(args: argparse.Namespace, client):
@@ -135,4 +135,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--state", metavar="PATH", help="SQLite file of accepted deliveries and jobs, kept across restarts "
                    "(default: serve-state.sqlite3 in the model cache, $ISSUELAB_CACHE or ~/.cache/issuelab)")
     p.add_argument("--max-queue", type=int, default=10_000, help="jobs waiting before deliveries are answered 503 (default 10000)")
+    p.add_argument("--max-connections", type=int, default=256, help="open connections before requests are answered 503 (default 256)")
     p.add_argument("--replay-failed", action="store_true", help="put the jobs that failed for good back in the queue, then serve")

@@ -312,10 +312,13 @@ async def _respond_text(send, data: bytes) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-def serve(app: WebhookApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(app: WebhookApp, host: str = "127.0.0.1", port: int = 8000, max_connections: int = 256) -> None:
+    """Runs the app under uvicorn; beyond `max_connections` open connections, requests get 503 (GitHub
+    redelivers), and idle keep-alive connections close after 5 s."""
     try:
         import uvicorn
     except ImportError:
         raise IssuelabError("`issuelab serve` needs the 'serve' extra: pip install 'issuelab[serve]'") from None
     configure_logging()
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                limit_concurrency=max_connections, timeout_keep_alive=5)  # fmt: skip
