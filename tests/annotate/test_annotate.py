@@ -386,3 +386,33 @@ def test_budgeted_teachers_spend_one_budget_over_every_round(config, tmp_path):
         assert 0 < len(first) and len(first) + len(second) == len(fake.requests) < 30  # the budget ran out in a later round
         assert 0 < label.spent <= 1.0
         assert all(issue.labels == GOLD[int(issue.title.split()[0].lstrip("#"))] for issue in first + second)
+
+
+def test_spending_counts_the_requests_of_killed_runs_and_bounds_the_total(cli, tmp_path):
+    pool = write_inputs(tmp_path, 80)
+    cache = tmp_path / "c.sqlite"
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "src"))
+    with FakeOpenAI(gold_answer, latency=0.05) as fake:
+        cfg = config_with_teachers(tmp_path, fake.url)
+        args = ["annotate", "--config", str(cfg), "--in", str(pool), "--out", str(tmp_path / "l.jsonl"), "--cache", str(cache), "--concurrency", "4"]
+        for kill_at in (15, 35):  # killed twice: the answers in flight were paid for and never stored
+            process = subprocess.Popen([sys.executable, "-m", "issuelab", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            deadline = time.time() + 60
+            while len(fake.answered) < kill_at and time.time() < deadline:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        time.sleep(0.2)  # the server finishes what the dead runs had in flight
+        stored = AnnotationCache(cache).spending()
+        assert stored.answered + stored.lost >= len(fake.requests)  # every request the server saw is counted
+        assert stored.answered == sqlite3.connect(cache).execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+        assert stored.lost >= 1 and stored.answered < 80
+        spent, sent = stored.total, len(fake.requests)
+        code, _, err = cli(*args, "--max-total-cost", f"{spent:.6f}")  # nothing left to spend
+        assert code == 0 and "--max-total-cost reached" in err and len(fake.requests) == sent
+        code, out, err = cli(*args, "--max-total-cost", "100")
+        assert code == 0, err
+        assert len(fake.requests) - sent == 80 - stored.answered  # the rest, once
+        assert f"{stored.lost} requests sent by runs that died before storing the answer" in out
+        final = AnnotationCache(cache).spending()
+        assert final.answered == 80 and final.lost == stored.lost and final.total > spent

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..data import Issue, write_jsonl
 from ..errors import IssuelabError
-from .cache import AnnotationCache, Answer
+from .cache import AnnotationCache, Answer, Spending
 from .consensus import consensus
 from .teachers import Teacher, TeacherError, issue_hash
 
@@ -38,6 +38,7 @@ class AnnotationResult:
     completion_tokens: int = 0
     budget_stopped: bool = False
     errors: list[str] = field(default_factory=list)
+    earlier: Spending = field(default_factory=Spending)  # the cache's spending before this run (all earlier runs)
 
 
 def annotate(
@@ -47,11 +48,18 @@ def annotate(
     *,
     concurrency: int = 8,
     max_cost: float | None = None,
+    max_total_cost: float | None = None,
     progress: bool = True,
 ) -> AnnotationResult:
+    """`max_cost` bounds this run's spending; `max_total_cost` the cache's over all runs (requests that
+    died with their run included, at their estimate)."""
     from tqdm.auto import tqdm
 
     result = AnnotationResult(answers={t.name: {} for t in teachers}, models={t.name: t.config.model for t in teachers})
+    result.earlier = cache.spending()
+    if max_total_cost is not None:
+        left = max(0.0, max_total_cost - result.earlier.total)
+        max_cost = left if max_cost is None else min(max_cost, left)
     pending: list[tuple[Teacher, int, str]] = []
     for teacher in teachers:
         for index, issue in enumerate(issues):
@@ -67,9 +75,14 @@ def annotate(
 
     reserved = 0.0  # estimated cost of the requests in flight
 
-    def job(teacher: Teacher, index: int, key: str) -> Answer:
-        answer = teacher.label(issues[index])
-        cache.put(teacher.name, teacher.config.model, teacher.prompt.hash, key, answer, teacher.prompt.messages(issues[index]))
+    def job(teacher: Teacher, index: int, key: str, estimate: float) -> Answer:
+        request_id = cache.sent(teacher.name, teacher.config.model, key, estimate)
+        try:
+            answer = teacher.label(issues[index])
+        except TeacherError:
+            cache.failed(request_id)
+            raise
+        cache.put(teacher.name, teacher.config.model, teacher.prompt.hash, key, answer, teacher.prompt.messages(issues[index]), request_id)
         return answer
 
     bar = tqdm(total=len(pending), desc="annotating", unit="request", file=sys.stderr, disable=None if progress else True)
@@ -87,7 +100,7 @@ def annotate(
                         break
                     queue.pop()
                     reserved += estimate
-                    in_flight[pool.submit(job, teacher, index, key)] = (teacher, index, estimate)
+                    in_flight[pool.submit(job, teacher, index, key, estimate)] = (teacher, index, estimate)
                 if result.budget_stopped or fatal is not None:
                     result.not_asked += len(queue)
                     queue.clear()
@@ -182,7 +195,9 @@ class AnnotationOutcome:
             f"{out}: {self.total} labeled issues ({len(self.labeled)} from this run); {self.invalid} invalid"
             f"{' -> ' + str(self.invalid_path) if self.invalid else ''}; requests: {r.asked} asked, {r.cached} cached, "
             f"{r.invalid} invalid answers, {r.failed} failed; tokens {r.prompt_tokens} in / "
-            f"{r.completion_tokens} out; cost ${r.cost:.4f}"
+            f"{r.completion_tokens} out; cost ${r.cost:.4f}; the cache's total over all runs ${r.earlier.total + r.cost:.4f}"
+            + (f" (including about ${r.earlier.lost_estimate:.4f} for {r.earlier.lost} requests sent by runs that died "
+               "before storing the answer)" if r.earlier.lost else "")
         )
 
     def check_failures(self) -> None:
@@ -203,10 +218,11 @@ def annotate_into(
     invalid_out: str | Path | None = None,
     concurrency: int = 8,
     max_cost: float | None = None,
+    max_total_cost: float | None = None,
 ) -> AnnotationOutcome:
     """Annotates `issues`, merges them into the `previous` labeled issues (by id, the new answer wins) and
     writes `out`; issues no teacher answered validly go to `invalid_out` (default: OUT.invalid.jsonl)."""
-    result = annotate(issues, teachers, cache, concurrency=concurrency, max_cost=max_cost)
+    result = annotate(issues, teachers, cache, concurrency=concurrency, max_cost=max_cost, max_total_cost=max_total_cost)
     labeled, invalid, _ = labeled_records(issues, result, label_names, min_votes)
     new_ids = {issue.id for issue in labeled}
     merged = [issue for issue in previous if issue.id not in new_ids] + labeled

@@ -37,10 +37,10 @@ def cmd_annotate(args: argparse.Namespace) -> None:
         return _print_dry_run(dry_run(issues, teachers, cache), args.json)
     outcome = annotate_into(args.out, issues, teachers, cache, config.label_names, min_votes=config.annotate.min_votes,
                             previous=previous, invalid_out=args.invalid_out, concurrency=args.concurrency,
-                            max_cost=args.max_cost)  # fmt: skip
+                            max_cost=args.max_cost, max_total_cost=args.max_total_cost)  # fmt: skip
     print(outcome.summary(args.out))
     if outcome.result.budget_stopped:
-        print(f"--max-cost reached: {outcome.result.not_asked} requests not sent; {outcome.left} issues left for a later run", file=sys.stderr)
+        print(f"{'--max-cost' if args.max_total_cost is None else '--max-cost/--max-total-cost'} reached: {outcome.result.not_asked} requests not sent; {outcome.left} issues left for a later run", file=sys.stderr)
     outcome.check_failures()
     if len(teachers) > 1:
         _print_agreement(config, outcome.labeled, args.json)
@@ -127,6 +127,8 @@ def _teacher_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="SQLite answer cache (default $ISSUELAB_CACHE/annotations.sqlite)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     p.add_argument("--max-cost", type=float, metavar="USD", help="stop sending before the cost would pass this")
+    p.add_argument("--max-total-cost", type=float, metavar="USD",
+                   help="the same for the cache's total over all runs (requests of runs that died included)")  # fmt: skip
     p.add_argument("--max-retries", type=int, default=6, help="retries of a request on 429/5xx/timeouts (default 6)")
 
 
