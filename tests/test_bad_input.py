@@ -206,3 +206,16 @@ def test_replacing_a_run_survives_a_kill_at_every_step(step, good, run):
     config = load_config(good / "issuelab.toml")
     train_run(config, read_issues(good / "train.jsonl", config.label_names), None, run, engine="tfidf", seed=6, force=True)
     assert Labeler.load(run).manifest["seed"] == 6 and not (run.parent / f".{run.name}.old").exists()
+
+
+def test_the_action_and_the_service_refuse_a_damaged_run_before_any_api_call(run, tmp_path, cli, monkeypatch):
+    (run / "thresholds.json").write_text('{"bug": [0.5]}')
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken")
+    monkeypatch.setenv("GITHUB_WEBHOOK_SECRET", "s3cret")
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"action": "opened", "issue": {"number": 3}, "repository": {"full_name": "acme/widgets"}}))
+    message = "thresholds.json: thresholds that are not numbers: 'bug'"
+    code, _, err = cli("action", "--model", run, "--event", event, "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and message in err and "Traceback" not in err
+    code, _, err = cli("serve", "--model", run, "--state", tmp_path / "state.sqlite3", "--api-url", "http://127.0.0.1:9")
+    assert code == 2 and message in err and "Traceback" not in err
