@@ -74,7 +74,7 @@ def test_a_damaged_run_is_refused_with_the_file_named(damage, run, cli):
     assert code == 2 and message in err and "Traceback" not in err
 
 
-def test_the_service_keeps_the_good_run_when_a_damaged_one_takes_its_place(good, tmp_path):
+def test_the_service_keeps_the_good_run_when_a_damaged_one_takes_its_place(good, tmp_path, monkeypatch):
     models = tmp_path / "models"
     shutil.copytree(good / "run", models / "acme/widgets")
     runs = RunDirectory(models, GitHubClient("http://127.0.0.1:9", "t"))
@@ -83,6 +83,10 @@ def test_the_service_keeps_the_good_run_when_a_damaged_one_takes_its_place(good,
     (models / "acme/widgets/thresholds.json").write_text("[1, 2")
     manifest.write_text(manifest.read_text())  # a new version appears
     assert runs.labeler_for("acme/widgets") is first
+    loads = []
+    monkeypatch.setattr(Labeler, "load", classmethod(lambda cls, d: loads.append(d)))
+    assert runs.labeler_for("acme/widgets") is first and loads == []  # the refused version is not read again per issue
+    monkeypatch.undo()
     with pytest.raises(RunError, match="thresholds.json: damaged"):
         RunDirectory(models, GitHubClient("http://127.0.0.1:9", "t")).labeler_for("acme/widgets")
 

@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from .data import Issue, current_umask, file_sha256
 from .engines import Task
 from .engines.registry import create_engine
 from .errors import DataError, IssuelabError
-from .labeler import Labeler, restore_interrupted
+from .labeler import Labeler, has_text, restore_interrupted
 from .metrics import ModelMetrics, gold_matrix, score_outputs
 from .policy import DEFAULT_THRESHOLD, PolicyConfig, label_matrix, threshold_array
 from .runtime import is_main_process, library_versions
@@ -176,7 +177,7 @@ def train_run(
     out_dir = restore_interrupted(Path(out_dir))
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise IssuelabError(f"{out_dir}: already exists and is not empty; choose another --out or pass --force")
-    if train and not any((issue.title or "").strip() or (issue.body or "").strip() for issue in train):
+    if train and not any(map(has_text, train)):
         raise DataError(f"{train_path or 'the training data'}: every issue has an empty title and body: there is no text to learn from")
     warnings = data_warnings(config, train, eval, train_path, eval_path, engine or config.train.engine)
     started = time.perf_counter()
@@ -220,13 +221,10 @@ def data_warnings(config: Config, train: Sequence[Issue], eval: Sequence[Issue] 
     """What is legal in the training data but likely a mistake; printed and kept in the run's manifest."""
     warnings = []
     issues = list(train) + list(eval or [])
-    counts = {name: 0 for name in config.label_names}
-    for issue in issues:
-        for label in issue.labels:
-            counts[label] = counts.get(label, 0) + 1
+    counts = Counter(label for issue in issues for label in issue.labels)
     if issues:
-        unseen = [name for name, n in counts.items() if n == 0]
-        rare = [f"{name} ({n})" for name, n in counts.items() if 0 < n < MIN_EXAMPLES]
+        unseen = [name for name in config.label_names if not counts[name]]
+        rare = [f"{name} ({counts[name]})" for name in config.label_names if 0 < counts[name] < MIN_EXAMPLES]
         if unseen:
             warnings.append(f"no training issue carries {', '.join(unseen)}: " + (
                 "scored from the label descriptions alone" if engine == "fewshot" else "it will rarely or never be predicted"))  # fmt: skip
@@ -243,7 +241,7 @@ def data_warnings(config: Config, train: Sequence[Issue], eval: Sequence[Issue] 
     if shared:
         warnings.append(f"{len(shared)} issue ids are in both the training and the evaluation data (e.g. {', '.join(map(str, sorted(shared, key=str)[:3]))}): "
                         "the evaluation overstates the model")  # fmt: skip
-    empty = sum(not ((i.title or "").strip() or (i.body or "").strip()) for i in issues)
+    empty = sum(not has_text(issue) for issue in issues)
     if empty:
         warnings.append(f"{empty} training issues have an empty title and body")
     return warnings
@@ -252,9 +250,7 @@ def data_warnings(config: Config, train: Sequence[Issue], eval: Sequence[Issue] 
 def degenerate(labeler: Labeler, issues: Sequence[Issue]) -> str | None:
     """Why the model learned nothing, or None: no issue carries a label (for an engine that learns from
     labels), or it gives different issues the same scores."""
-    from .engines.registry import engine_class
-
-    learns_from_labels = not getattr(engine_class(labeler.manifest["engine"]), "trains_on_nothing", False)
+    learns_from_labels = not getattr(labeler.engine, "trains_on_nothing", False)
     if issues and learns_from_labels and not any(issue.labels for issue in issues):
         return "no training issue carries a label of the config, so the model would give every issue the same labels"
     texts = {}

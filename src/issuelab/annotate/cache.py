@@ -58,7 +58,6 @@ class Spending:
     answered_cost: float = 0.0
     lost: int = 0  # sent, never settled: the run died before storing the answer
     lost_estimate: float = 0.0
-    failed: int = 0
 
     @property
     def total(self) -> float:
@@ -117,7 +116,7 @@ class AnnotationCache:
             rows = self._db.execute("SELECT state, COUNT(*), SUM(COALESCE(cost, estimated_cost)) FROM requests GROUP BY state").fetchall()
         by_state = {state: (count, total or 0.0) for state, count, total in rows}
         (answered, answered_cost), (lost, lost_estimate) = by_state.get("answered", (0, 0.0)), by_state.get("sent", (0, 0.0))
-        return Spending(answered, answered_cost, lost, lost_estimate, by_state.get("failed", (0, 0.0))[0])
+        return Spending(answered, answered_cost, lost, lost_estimate)
 
     def put(self, teacher: str, model: str, prompt_hash: str, issue_hash: str, answer: Answer, request: list[dict],
             request_id: int | None = None) -> None:  # fmt: skip

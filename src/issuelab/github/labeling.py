@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..data import Issue
 from ..errors import IssuelabError
-from ..labeler import Labeler, restore_interrupted
+from ..labeler import Labeler, has_text, restore_interrupted
 from ..policy import Decision, PolicyConfig, decide, resolve_policy, skip_reason
 from .client import GitHubClient
 from .events import issue_state
@@ -38,11 +38,12 @@ class GitHubLabeler:
         reason = skip_reason(issue_state(issue), names, self.policy, self.aliases)
         if reason:  # no prediction needed
             return Decision("skip", [], reason, [], self.policy.dry_run)
-        if not ((issue.get("title") or "").strip() or (issue.get("body") or "").strip()):
+        text = Issue(id=number, title=issue.get("title") or "", body=issue.get("body"))
+        if not has_text(text):
             return Decision("skip", [], "the issue has no title and no body: nothing to label from", [], self.policy.dry_run)
         state = issue_state(issue, self.client.issue_events(repo, number))
         with self._predict_lock:
-            scores = self.labeler.scores([Issue(id=number, title=issue.get("title") or "", body=issue.get("body"))])[0]
+            scores = self.labeler.scores([text])[0]
         decision = decide(state, scores, names, self.labeler.thresholds, self.labeler.multi_label, self.policy, self.aliases)
         if decision.action == "label" and not self.policy.dry_run:
             self.client.add_labels(repo, number, decision.labels)
@@ -76,20 +77,20 @@ class RunDirectory:
         version = (run / "manifest.json").stat().st_mtime_ns
         with self._lock:
             loaded = self._loaded.get(run)
-            if loaded is None or loaded[0] != version:
-                try:
-                    labeler = Labeler.load(run)
-                except IssuelabError as e:
-                    if loaded is None:
-                        raise
-                    if self._refused.get(run) != version:  # say it once per bad version, keep the good run
-                        self._refused[run] = version
-                        logging.getLogger("issuelab.serve").error("new run refused; the one loaded before keeps answering",
-                                                                  extra={"fields": {"run": str(run), "error": str(e)}})  # fmt: skip
-                    return loaded[1]
-                policy = resolve_policy(labeler.policy, self.policy, self.dry_run)
-                loaded = self._loaded[run] = (version, GitHubLabeler(labeler, self.client, policy))
-        return loaded[1]
+            if loaded is not None and version in (loaded[0], self._refused.get(run)):
+                return loaded[1]  # current, or a new version refused before (not loaded again for every issue)
+            try:
+                labeler = Labeler.load(run)
+            except IssuelabError as e:
+                if loaded is None:
+                    raise
+                self._refused[run] = version  # said once per bad version; the good run keeps answering
+                logging.getLogger("issuelab.serve").error("new run refused; the one loaded before keeps answering",
+                                                          extra={"fields": {"run": str(run), "error": str(e)}})  # fmt: skip
+                return loaded[1]
+            policy = resolve_policy(labeler.policy, self.policy, self.dry_run)
+            self._loaded[run] = (version, GitHubLabeler(labeler, self.client, policy))
+            return self._loaded[run][1]
 
     def label_issue(self, repo: str, number: int) -> Decision:
         return self.labeler_for(repo).label_issue(repo, number)

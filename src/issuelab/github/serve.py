@@ -208,7 +208,9 @@ class WebhookApp:
         if path == "/healthz" and method in ("GET", "HEAD"):
             status, body = 200, await asyncio.to_thread(self.status)
         elif path == "/metrics" and method == "GET":
-            await _respond_text(send, await asyncio.to_thread(self.metrics.text))
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            await _respond(send, 200, await asyncio.to_thread(self.metrics.text), content_type=CONTENT_TYPE_LATEST)
             return
         elif path == "/webhook" and method == "POST":
             status, body = await self._webhook(headers, receive)
@@ -297,24 +299,17 @@ def retryable(error: Exception) -> tuple[bool, float | None]:
     return isinstance(error, OSError), None  # TimeoutError and ConnectionError are OSErrors
 
 
-async def _respond(send, status: int, body: dict[str, Any], extra_headers: list[tuple[bytes, bytes]] = ()) -> None:
-    data = json.dumps(body).encode()
+async def _respond(send, status: int, body: dict[str, Any] | bytes, extra_headers: list[tuple[bytes, bytes]] = (),
+                   content_type: str = "application/json") -> None:  # fmt: skip
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra_headers]})  # fmt: skip
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _respond_text(send, data: bytes) -> None:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(data)).encode())]})  # fmt: skip
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode()), *extra_headers]})  # fmt: skip
     await send({"type": "http.response.body", "body": data})
 
 
 def serve(app: WebhookApp, host: str = "127.0.0.1", port: int = 8000, max_connections: int = 256) -> None:
-    """Runs the app under uvicorn; beyond `max_connections` open connections, requests get 503 (GitHub
-    redelivers), and idle keep-alive connections close after 5 s."""
+    """Runs the app under uvicorn; beyond `max_connections` open connections, requests get 503 (nothing of
+    them is recorded, so a redelivery is accepted later), and idle keep-alive connections close after 5 s."""
     try:
         import uvicorn
     except ImportError:
