@@ -35,7 +35,7 @@ def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | N
     policy = policy or labeler.policy
     aliases = labeler.aliases
     outcomes = {"match": 0, "mismatch": 0, "no prediction": 0}
-    rows, counts = [], {"correct": 0, "added": 0, "gold": 0}
+    rows, counts = [], {"correct": 0, "added": 0, "gold": 0, "suggested": 0, "suggested_correct": 0}
     for issue, scores in zip(issues, labeler.scores(list(issues), progress=True)):
         decision = decide(IssueState(labels=[]), scores, labeler.label_names, labeler.thresholds,
                           labeler.multi_label, policy, aliases)  # fmt: skip
@@ -45,7 +45,10 @@ def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | N
         counts["correct"] += len(set(added) & gold)
         counts["added"] += len(added)
         counts["gold"] += len(gold)
-        rows.append({"id": issue.id, "gold": issue.labels, "added": added, "outcome": outcome})
+        suggested = [name for name, _ in decision.suggested]
+        counts["suggested"] += len(suggested)
+        counts["suggested_correct"] += len(set(suggested) & gold)
+        rows.append({"id": issue.id, "gold": issue.labels, "added": added, "suggested": suggested, "outcome": outcome})
     precision = counts["correct"] / counts["added"] if counts["added"] else 0.0
     recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
     micro_f1 = f1(counts["correct"], counts["added"], counts["gold"])
@@ -73,4 +76,7 @@ def format_report(result: dict[str, Any], model_name: str) -> str:
     lines += ["", f"Labels added: precision {m['precision']:.2%} ({m['correct']}/{m['added']}), "
               f"recall {m['recall']:.2%} ({m['correct']}/{m['gold']}), micro F1 {m['f1']:.2%} "
               f"(a label people gave that the bot did not add is a miss)."]  # fmt: skip
+    if m["suggested"]:
+        lines.append(f"Labels suggested in a comment (policy.suggest): {m['suggested']}, of which people gave "
+                     f"{m['suggested_correct']} ({m['suggested_correct'] / m['suggested']:.1%}).")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -189,6 +189,8 @@ def _policy(raw: Any, names: dict[str, str], source: str) -> PolicyConfig:
     policy = dataclass_from_dict(PolicyConfig, raw, f"{source}: [policy]")
     if policy.max_labels < 0 or policy.min_labels < 0:
         raise ConfigError(f"{source}: [policy] max_labels and min_labels must be >= 0")
+    if not 0 < policy.suggest_scale <= 1:
+        raise ConfigError(f"{source}: [policy] suggest_scale must be in (0, 1]: a label's suggest threshold is this times its apply threshold")
     if policy.default_label and policy.default_label not in names.values():
         raise ConfigError(f"{source}: [policy] default_label '{policy.default_label}' is not in [labels]")
     if not all(isinstance(login, str) for login in policy.skip_authors):

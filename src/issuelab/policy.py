@@ -12,6 +12,11 @@ Rules, in order:
 4. the run's own choice (per-label thresholds, `max_labels`, `min_labels`) among the rest;
 5. nothing left: `default_label`, if set (and not removed by a person).
 Labels are only ever added, never removed. `dry_run` decides and reports without adding.
+
+With `suggest` on, each label has two thresholds: the run's (apply: the label is added) and
+`suggest_scale` times it (suggest: the label is listed, with its score, in one comment on the issue,
+for a person to add or not). Labels that only `min_labels` would fill in are suggested, not added, so
+`default_label` then works as the triage label of issues where nothing is confident.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class PolicyConfig:
     skip_labeled: bool = True  # GitHub side: leave issues that already carry a managed label
     skip_bots: bool = True  # GitHub side: leave issues opened by bots
     skip_authors: list[str] = field(default_factory=list)  # GitHub side: logins to leave alone
+    suggest: bool = False  # GitHub side: list labels between the two thresholds in one comment (edited in place)
+    suggest_scale: float = 0.5  # a label's suggest threshold: this times its apply threshold
 
 
 def labels_at(scores: np.ndarray, multi_label: bool, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
@@ -110,6 +117,7 @@ class Decision:
     reason: str
     top_scores: list[tuple[str, float]] = field(default_factory=list)
     dry_run: bool = False
+    suggested: list[tuple[str, float]] = field(default_factory=list)  # (label, score), highest first
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +126,7 @@ class Decision:
             "reason": self.reason,
             "dry_run": self.dry_run,
             "top_scores": [{"label": name, "score": round(score, 4)} for name, score in self.top_scores],
+            "suggested": [{"label": name, "score": round(score, 4)} for name, score in self.suggested],
         }
 
 
@@ -163,11 +172,18 @@ def decide(
     chosen = [name for name in choose_labels(score_row, label_names, threshold_row, multi_label, policy) if name.lower() not in removed]
     present = {label.lower() for label in state.labels}
     chosen = [name for name in chosen if name.lower() not in present]
+    passes = {name for name in chosen if scores.get(name, 0) >= thresholds.get(name, DEFAULT_THRESHOLD)}
+    suggested = []
+    if policy.suggest:  # only confident labels are added; the rest above their suggest threshold are listed
+        chosen = [name for name in chosen if name in passes]
+        suggested = [(name, score) for name, score in sorted(((n, float(scores.get(n, 0.0))) for n in label_names), key=lambda x: -x[1])
+                     if name not in chosen and name.lower() not in removed | present
+                     and score >= policy.suggest_scale * thresholds.get(name, DEFAULT_THRESHOLD)][: policy.max_labels or None]  # fmt: skip
     note = f"; not re-adding {', '.join(sorted(state.removed_by_person))} (removed by a person)" if removed else ""
     if chosen:
-        passed = "above threshold" if all(scores.get(n, 0) >= thresholds.get(n, DEFAULT_THRESHOLD) for n in chosen) else "top score"
-        return Decision("label", chosen, f"{passed}{note}", top_scores, policy.dry_run)
+        passed = "above threshold" if all(name in passes for name in chosen) else "top score"
+        return Decision("label", chosen, f"{passed}{note}", top_scores, policy.dry_run, suggested)
     default = policy.default_label
     if default and default.lower() not in removed and default.lower() not in present:
-        return Decision("label", [default], f"no label passed its threshold: default_label{note}", top_scores, policy.dry_run)
-    return Decision("none", [], f"no label passed its threshold{note}", top_scores, policy.dry_run)
+        return Decision("label", [default], f"no label passed its threshold: default_label{note}", top_scores, policy.dry_run, suggested)
+    return Decision("none", [], f"no label passed its threshold{note}", top_scores, policy.dry_run, suggested)

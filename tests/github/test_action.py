@@ -140,3 +140,40 @@ def test_backtest_reports_matches_mismatches_and_no_prediction(cli, run_dir, tmp
         expected = "no prediction" if not row["added"] else "match" if set(row["added"]) <= set(row["gold"]) else "mismatch"
         assert row["outcome"] == expected
     assert "| match |" in out and (tmp_path / "summary.md").read_text() == out.rstrip("\n") + "\n"
+
+
+def test_suggest_mode_from_the_config_comments_once_and_the_summary_lists_the_suggestions(cli, run_dir, github, tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    config = tmp_path / "issuelab.toml"
+    config.write_text(TOY_CONFIG + "suggest = true\nsuggest_scale = 0.01\nskip_labeled = false\n")  # nearly every label suggested
+    for _ in range(2):
+        code, out, err = action(cli, run_dir, write_event(tmp_path, 1), github, "--config", config)
+        assert code == 0, err
+    decision = json.loads(out)
+    assert decision["suggested"] and not {s["label"] for s in decision["suggested"]} & set(github.issue_labels(REPO, 1))
+    (comment,) = github.comments[(REPO, 1)]  # two runs, one comment
+    assert all(f"`{s['label']}`" in comment["body"] for s in decision["suggested"])
+    assert "suggested (not added): " in (tmp_path / "summary.md").read_text() and TOKEN not in comment["body"]
+
+
+def test_a_bad_suggest_scale_is_refused_with_its_key(cli, run_dir, github, tmp_path):
+    config = tmp_path / "issuelab.toml"
+    config.write_text(TOY_CONFIG + "suggest = true\nsuggest_scale = 2\n")
+    code, _, err = action(cli, run_dir, write_event(tmp_path, 1), github, "--config", config)
+    assert code != 0 and "[policy] suggest_scale must be in (0, 1]" in err and github.label_posts == []
+
+
+def test_backtest_counts_the_suggestions_apart_from_the_labels_it_adds(run_dir):
+    from issuelab.backtest import backtest, format_report
+    from issuelab.labeler import Labeler
+    from issuelab.policy import PolicyConfig
+
+    labeler, issues = Labeler.load(run_dir), make_issues(60, seed=8)
+    plain = backtest(labeler, issues)
+    result = backtest(labeler, issues, PolicyConfig(suggest=True, suggest_scale=0.01, min_labels=0))
+    m = result["metrics"]
+    assert plain["metrics"]["suggested"] == 0 and m["suggested"] > 0 and m["suggested_correct"] <= m["suggested"]
+    assert m["suggested"] == sum(len(row["suggested"]) for row in result["rows"])
+    assert all(not set(row["suggested"]) & set(row["added"]) for row in result["rows"])
+    assert m["added"] <= plain["metrics"]["added"]  # suggest mode never adds more than the plain policy
+    assert f"Labels suggested in a comment (policy.suggest): {m['suggested']}" in format_report(result, "toy")

@@ -68,3 +68,69 @@ def test_a_run_directory_serves_each_repository_its_run_and_picks_up_a_replaced_
         assert runs.labeler_for("acme/widgets") is not first
     with pytest.raises(IssuelabError, match="--models .*: not a directory"):
         RunDirectory(tmp_path / "nope", GitHubClient("http://127.0.0.1:9", None))
+
+
+def _suggesting_labeler(run_dir, issue_text: tuple[str, str]):
+    """The run with thresholds set around its own scores for one issue: the top label above its apply
+    threshold, the second between its suggest and apply thresholds, the rest below both."""
+    from issuelab.data import Issue
+
+    labeler = Labeler.load(run_dir)
+    scores = labeler.scores([Issue(1, *issue_text)])[0]
+    first, second = sorted(scores, key=lambda name: -scores[name])[:2]
+    labeler.thresholds = {name: 10.0 for name in labeler.label_names} | {first: scores[first] - 1e-6, second: scores[second] / 0.75}
+    return labeler, first, second
+
+
+def test_suggest_mode_adds_the_confident_label_and_keeps_one_comment_for_the_rest(run_dir):
+    from issuelab.github.labeling import SUGGESTION_MARKER
+    from issuelab.policy import PolicyConfig
+
+    text = ("app crash with traceback", "it fails with an exception error, broken; the docs page is wrong too")
+    labeler, first, second = _suggesting_labeler(run_dir, text)
+    suggesting = PolicyConfig(suggest=True, suggest_scale=0.5, skip_labeled=False)
+    with FakeGitHub(token=TOKEN) as fake:
+        fake.add_issue(REPO, make_issue(1, *text))
+        bot = GitHubLabeler(labeler, GitHubClient(fake.url, TOKEN, backoff=0.01, log=lambda m: None), suggesting)
+        decision = bot.label_issue(REPO, 1)
+        assert decision.labels == [first] and [name for name, _ in decision.suggested] == [second]
+        assert fake.posts_for(REPO, 1) == [[first]] and second not in fake.issue_labels(REPO, 1)  # suggested, not added
+        (comment,) = fake.comments[(REPO, 1)]
+        assert SUGGESTION_MARKER in comment["body"] and f"`{second}`" in comment["body"] and f"Added: `{first}`" in comment["body"]
+
+        again = bot.label_issue(REPO, 1)  # a later run: the first label is there now, the second still suggested
+        assert again.labels == [] and [name for name, _ in again.suggested] == [second]
+        assert len(fake.comments[(REPO, 1)]) == 1 and [m for m, _, _ in fake.comment_writes] == ["POST", "PATCH"]
+        assert "Added" not in fake.comments[(REPO, 1)][0]["body"]
+        bot.label_issue(REPO, 1)  # nothing changed: the comment is not written again
+        assert [m for m, _, _ in fake.comment_writes] == ["POST", "PATCH"]
+
+        fake.issues[REPO][1]["labels"] = []  # a person removed the label the bot added
+        fake.add_event(REPO, 1, "unlabeled", first)
+        removed = bot.label_issue(REPO, 1)
+        assert first not in removed.labels and first not in [name for name, _ in removed.suggested]
+        assert fake.posts_for(REPO, 1) == [[first]] and len(fake.comments[(REPO, 1)]) == 1
+
+
+def test_suggest_mode_suggests_what_min_labels_would_have_added_and_stays_quiet_without_suggestions(run_dir):
+    from issuelab.data import Issue
+    from issuelab.policy import PolicyConfig
+
+    text = ("app crash with traceback", "it fails with an exception error, broken")
+    labeler = Labeler.load(run_dir)
+    scores = labeler.scores([Issue(1, *text)])[0]
+    first = max(scores, key=scores.get)
+    labeler.thresholds = {name: 10.0 for name in labeler.label_names} | {first: scores[first] / 0.75}  # below apply, above suggest
+    with FakeGitHub(token=TOKEN) as fake:
+        for number in (1, 2, 3):
+            fake.add_issue(REPO, make_issue(number, *text))
+        client = GitHubClient(fake.url, TOKEN, backoff=0.01, log=lambda m: None)
+        plain = GitHubLabeler(labeler, client, PolicyConfig(min_labels=1))
+        assert plain.label_issue(REPO, 1).labels == [first]  # without suggestions, min_labels adds the top label
+        bot = GitHubLabeler(labeler, client, PolicyConfig(suggest=True, min_labels=1))
+        decision = bot.label_issue(REPO, 2)
+        assert decision.action == "none" and [name for name, _ in decision.suggested] == [first]
+        assert fake.posts_for(REPO, 2) == [] and len(fake.comments[(REPO, 2)]) == 1
+        labeler.thresholds = {name: 10.0 for name in labeler.label_names}  # nothing reaches a suggest threshold
+        quiet = bot.label_issue(REPO, 3)
+        assert quiet.action == "none" and quiet.suggested == [] and (REPO, 3) not in fake.comments and fake.posts_for(REPO, 3) == []

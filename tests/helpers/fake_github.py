@@ -64,6 +64,8 @@ class FakeGitHub:
         self.labels: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[tuple[str, str]] = []
         self.label_posts: list[tuple[str, int, list[str]]] = []
+        self.comments: dict[tuple[str, int], list[dict[str, Any]]] = {}  # (repo, number) -> its comments
+        self.comment_writes: list[tuple[str, str, int]] = []  # (method, repo, comment id)
         self.faults: list[Fault] = []
         self.latency = 0.0  # seconds each answer waits: a slow GitHub
         self.lock = threading.Lock()
@@ -154,7 +156,9 @@ class FakeGitHub:
         if repo not in self.issues and repo not in self.labels and self.auto_issue is None:
             send_json(handler, 404, {"message": "Not Found"})
             return
-        if method == "GET" and rest == ["issues"]:
+        if method == "PATCH" and len(rest) == 3 and rest[:2] == ["issues", "comments"] and rest[2].isdigit():
+            self._edit_comment(handler, repo, int(rest[2]), json.loads(body or b"{}"))
+        elif method == "GET" and rest == ["issues"]:
             self._list(handler, self._issue_list(repo, query), query)
         elif method == "GET" and rest == ["labels"]:
             self._list(handler, self.labels.get(repo, []), query)
@@ -167,6 +171,14 @@ class FakeGitHub:
                 send_json(handler, 200, issue)
             elif method == "GET" and rest[2:] == ["events"]:
                 self._list(handler, self.events.get((repo, number), []), query)
+            elif method == "GET" and rest[2:] == ["comments"]:
+                self._list(handler, self.comments.get((repo, number), []), query)
+            elif method == "POST" and rest[2:] == ["comments"]:
+                with self.lock:
+                    comment = {"id": 1000 + sum(map(len, self.comments.values())), "body": json.loads(body or b"{}")["body"], "user": {"login": "issuelab[bot]"}}
+                    self.comments.setdefault((repo, number), []).append(comment)
+                    self.comment_writes.append(("POST", repo, comment["id"]))
+                send_json(handler, 201, comment)
             elif method == "POST" and rest[2:] == ["labels"]:
                 names = json.loads(body or b"{}").get("labels", [])
                 with self.lock:
@@ -208,6 +220,14 @@ class FakeGitHub:
         stamp = dt.datetime.fromtimestamp(expires, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         send_json(handler, 201, {"token": token, "expires_at": stamp})
         return True
+
+    def _edit_comment(self, handler: BaseHTTPRequestHandler, repo: str, comment_id: int, payload: dict[str, Any]) -> None:
+        with self.lock:
+            found = [c for (r, _), comments in self.comments.items() if r == repo for c in comments if c["id"] == comment_id]
+            if found:
+                found[0]["body"] = payload["body"]
+                self.comment_writes.append(("PATCH", repo, comment_id))
+        send_json(handler, 200, found[0]) if found else send_json(handler, 404, {"message": "Not Found"})
 
     def _get_issue(self, repo: str, number: int) -> dict[str, Any] | None:
         with self.lock:

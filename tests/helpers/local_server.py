@@ -15,7 +15,7 @@ class _Server(ThreadingHTTPServer):
 
 
 def start_server(handle: Callable[[BaseHTTPRequestHandler, str], None], port: int = 0) -> ThreadingHTTPServer:
-    """Serves GET and POST on 127.0.0.1:port (0: a free port) in a daemon thread; handle(handler, method)."""
+    """Serves GET, POST and PATCH on 127.0.0.1:port (0: a free port) in a daemon thread; handle(handler, method)."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -28,6 +28,9 @@ def start_server(handle: Callable[[BaseHTTPRequestHandler, str], None], port: in
 
         def do_POST(self) -> None:
             handle(self, "POST")
+
+        def do_PATCH(self) -> None:
+            handle(self, "PATCH")
 
     server = _Server(("127.0.0.1", port), Handler)
     # A short poll interval: shutdown() waits for it, and the default 0.5 s adds up over the suite.

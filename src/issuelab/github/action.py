@@ -39,6 +39,7 @@ def job_summary(repo: str, number: int, decision: Decision, run_name: str) -> st
         "",
         f"**{verb}**: {labels}{' (dry run)' if decision.dry_run else ''}  ",
         f"reason: {decision.reason}  ",
+        *([f"suggested (not added): {', '.join(f'`{name}` ({score:.2f})' for name, score in decision.suggested)}  "] if decision.suggested else []),
         f"model: `{run_name}`",
     ]
     if decision.top_scores:

@@ -198,6 +198,15 @@ class GitHubClient:
     def labels(self, repo: str) -> list[dict[str, Any]]:
         return list(self.paginate(f"repos/{check_repo(repo)}/labels"))
 
+    def comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        return list(self.paginate(f"repos/{check_repo(repo)}/issues/{int(number)}/comments"))
+
+    def add_comment(self, repo: str, number: int, body: str) -> dict[str, Any]:
+        return self.request("POST", f"repos/{check_repo(repo)}/issues/{int(number)}/comments", body={"body": body})[0]
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> dict[str, Any]:
+        return self.request("PATCH", f"repos/{check_repo(repo)}/issues/comments/{int(comment_id)}", body={"body": body})[0]
+
     def add_labels(self, repo: str, number: int, labels: list[str]) -> list[str]:
         """Adds labels (never removes any); returns the issue's labels after."""
         result, _ = self.request("POST", f"repos/{check_repo(repo)}/issues/{int(number)}/labels", body={"labels": labels})

@@ -47,7 +47,37 @@ class GitHubLabeler:
         decision = decide(state, scores, names, self.labeler.thresholds, self.labeler.multi_label, self.policy, self.aliases)
         if decision.action == "label" and not self.policy.dry_run:
             self.client.add_labels(repo, number, decision.labels)
+        if self.policy.suggest and not self.policy.dry_run and decision.action != "skip":
+            self._update_suggestions(repo, number, decision)
         return decision
+
+    def _update_suggestions(self, repo: str, number: int, decision: Decision) -> None:
+        """One comment per issue: created when there is a first suggestion, edited in place after (found
+        by its marker), never a second one; an unchanged text is not written again."""
+        existing = next((c for c in self.client.comments(repo, number) if SUGGESTION_MARKER in (c.get("body") or "")), None)
+        if existing is None and not decision.suggested:
+            return
+        body = suggestion_comment(decision)
+        if existing is None:
+            self.client.add_comment(repo, number, body)
+        elif existing.get("body") != body:
+            self.client.edit_comment(repo, existing["id"], body)
+
+
+SUGGESTION_MARKER = "<!-- issuelab:suggestions -->"
+
+
+def suggestion_comment(decision: Decision) -> str:
+    """The comment's text: the suggested labels with their scores, and what was added."""
+    lines = [SUGGESTION_MARKER]
+    if decision.suggested:
+        lines += ["issuelab suggests these labels (not added: below the confidence needed to add them):", "",
+                  "| label | score |", "| --- | ---: |"] + [f"| `{name}` | {score:.2f} |" for name, score in decision.suggested]  # fmt: skip
+    else:
+        lines.append("issuelab has no label to suggest for this issue now.")
+    if decision.action == "label" and decision.labels:
+        lines += ["", f"Added: {', '.join(f'`{name}`' for name in decision.labels)}."]
+    return "\n".join(lines) + "\n"
 
 
 class RunDirectory:
