@@ -78,6 +78,8 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[labels]\nbug = 'x'\n[train.tfidf]\nC = -1\n", "[train.tfidf]: C must be positive"),
         ("[labels]\nbug = 'x'\n[train.tfidf]\nngrams = [1, 2]\n", "[train.tfidf]: unknown key 'ngrams'"),
         ("[labels]\nbug = 'x'\n[policy]\ndefault_label = 'triage'\n", "default_label 'triage' is not in [labels]"),
+        ("[labels]\nbug = 'x'\n[policy]\ntarget_precision = 90\n", "[policy] target_precision must be in [0, 1)"),
+        ("[labels]\nbug = 'x'\n[policy]\nsuggest_scale = 0\n", "[policy] suggest_scale must be in (0, 1]"),
         ("[labels]\nbug = 'x'\n[prompt]\ntemplate = '{issue}'\n", "unknown placeholder(s) ['issue']"),
         ("[labels\nbug = 'x'\n", "invalid TOML"),
     ],

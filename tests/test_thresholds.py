@@ -69,3 +69,45 @@ def test_thresholds_never_see_the_test_fold(toy_config):
     assert second[0].labeler.manifest["calibration"]["issues"] == len(issues) - len(held_out)
     # the other folds trained (and calibrated) on the changed issues
     assert not np.array_equal(second[1].labeler.engine.predict_scores(probe), first[1].labeler.engine.predict_scores(probe))
+
+
+def test_a_precision_target_takes_the_lowest_threshold_that_reaches_it_and_names_the_labels_that_cannot():
+    from issuelab.thresholds import NEVER, precision_thresholds
+
+    rng = np.random.default_rng(0)
+    gold = np.zeros((200, 2), dtype=bool)
+    gold[:80, 0] = gold[::3, 1] = True
+    separable = np.where(gold[:, 0], rng.uniform(0.5, 1.0, 200), rng.uniform(0.0, 0.7, 200))  # overlap in [0.5, 0.7]
+    noise = rng.uniform(0, 1, 200)  # a third of issues carry it, whatever the score
+    thresholds, unreachable = precision_thresholds(np.stack([separable, noise], axis=1), gold, ["a", "b"], 0.9)
+    assert unreachable == ["b"] and thresholds["b"] == NEVER
+    chosen = separable >= thresholds["a"]
+    assert (chosen & gold[:, 0]).sum() / chosen.sum() >= 0.9
+    lower = separable >= thresholds["a"] - 0.02  # the grid's step below: short of the target
+    assert (lower & gold[:, 0]).sum() / lower.sum() < 0.9
+
+
+def test_a_run_with_a_precision_target_is_more_precise_on_held_out_issues_and_records_how(toy_config):
+    import dataclasses
+
+    from issuelab.thresholds import NEVER
+    from issuelab.train import fit_labeler
+
+    config = load_config(toy_config)
+    train, test = make_issues(160, seed=21), make_issues(200, seed=22)
+    for issue in train[::4]:  # noisy labels: an F1 threshold then labels more than a 0.95-precision one
+        issue.labels = ["enhancement"]
+
+    def precision(labeler):
+        predicted = [p.labels for p in labeler.predict(test)]
+        added = sum(map(len, predicted))
+        return sum(len(set(labels) & set(issue.labels)) for labels, issue in zip(predicted, test)) / max(1, added), added
+
+    plain, _ = fit_labeler(config, train, None, "tfidf")
+    strict, _ = fit_labeler(dataclasses.replace(config, policy=dataclasses.replace(config.policy, target_precision=0.95)), train, None, "tfidf")
+    report = strict.manifest["calibration"]["target_precision"]
+    assert report["target"] == 0.95 and report["f1_thresholds"] == plain.thresholds and strict.policy.min_labels == 0
+    assert all(strict.thresholds[label] == NEVER for label in report["unreachable"])
+    assert all(strict.manifest["calibration"]["labels"][label]["method"] in ("precision", "never") for label in strict.label_names)
+    (p_plain, n_plain), (p_strict, n_strict) = precision(plain), precision(strict)
+    assert p_strict > p_plain and n_strict < n_plain

@@ -189,6 +189,8 @@ def _policy(raw: Any, names: dict[str, str], source: str) -> PolicyConfig:
     policy = dataclass_from_dict(PolicyConfig, raw, f"{source}: [policy]")
     if policy.max_labels < 0 or policy.min_labels < 0:
         raise ConfigError(f"{source}: [policy] max_labels and min_labels must be >= 0")
+    if not 0 <= policy.target_precision < 1:
+        raise ConfigError(f"{source}: [policy] target_precision must be in [0, 1): 0 chooses thresholds for the best F1, e.g. 0.9 for 90% precision")
     if not 0 < policy.suggest_scale <= 1:
         raise ConfigError(f"{source}: [policy] suggest_scale must be in (0, 1]: a label's suggest threshold is this times its apply threshold")
     if policy.default_label and policy.default_label not in names.values():

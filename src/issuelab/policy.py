@@ -42,6 +42,7 @@ class PolicyConfig:
     skip_authors: list[str] = field(default_factory=list)  # GitHub side: logins to leave alone
     suggest: bool = False  # GitHub side: list labels between the two thresholds in one comment (edited in place)
     suggest_scale: float = 0.5  # a label's suggest threshold: this times its apply threshold
+    target_precision: float = 0.0  # training: > 0 sets each label's apply threshold for this precision, not the best F1
 
 
 def labels_at(scores: np.ndarray, multi_label: bool, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:

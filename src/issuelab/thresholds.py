@@ -112,3 +112,27 @@ def out_of_fold_thresholds(
     report = {"global_threshold": global_threshold, "micro_f1_global": round(micro_at(global_threshold), 5),
               "methods": methods, "positives": positives}  # fmt: skip
     return thresholds, report
+
+
+NEVER = 1.01  # an apply threshold no score reaches (scores are at most 1): the label is never added
+MIN_PREDICTIONS_FOR_PRECISION = 3  # fewer held-out predictions than this measure no precision
+
+
+def precision_thresholds(scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], target: float) -> tuple[dict[str, float], list[str]]:
+    """Per label, the lowest threshold of the grid at which the label's precision on (scores, gold) reaches
+    `target` with at least MIN_PREDICTIONS_FOR_PRECISION predictions: the most issues labeled at that
+    precision. A label that reaches it nowhere gets NEVER. Returns the thresholds and those labels."""
+    thresholds, unreachable = {}, []
+    for k, label in enumerate(label_names):
+        column, positive = scores[:, k], gold[:, k].astype(bool)
+        thresholds[label] = NEVER
+        for t in THRESHOLD_GRID:
+            predicted = column >= t
+            if predicted.sum() < MIN_PREDICTIONS_FOR_PRECISION:
+                break
+            if (predicted & positive).sum() / predicted.sum() >= target:
+                thresholds[label] = float(t)
+                break
+        if thresholds[label] == NEVER:
+            unreachable.append(label)
+    return thresholds, unreachable

@@ -34,6 +34,7 @@ from .thresholds import (
     MIN_POSITIVES_TO_TUNE,
     calibration_report,
     out_of_fold_thresholds,
+    precision_thresholds,
     tune_thresholds,
     with_description_thresholds,
 )
@@ -56,10 +57,11 @@ def _data_info(path: str | Path | None, issues: Sequence[Issue]) -> dict:
 
 def learned_policy(policy: PolicyConfig, issues: Sequence[Issue]) -> PolicyConfig:
     """The policy with the label-count rule of the training data: no forced label when some training
-    issues carry none, and at most as many labels as any training issue carries."""
+    issues carry none (or a precision target is set), and at most as many labels as any training issue carries."""
     counts = [len(issue.labels) for issue in issues]
     most = max(counts, default=0)
-    min_labels = policy.min_labels if min(counts, default=0) > 0 else 0
+    # A label filled in by min_labels is unconfident by definition: a precision target leaves none.
+    min_labels = policy.min_labels if min(counts, default=0) > 0 and not policy.target_precision else 0
     max_labels = min(policy.max_labels, most) if policy.max_labels else most
     return dataclasses.replace(policy, min_labels=min_labels, max_labels=max(max_labels, min_labels, 1))
 
@@ -107,6 +109,8 @@ def fit_labeler(
     data = train + (eval or []) if method == "folds" else train
     policy = learned_policy(config.policy, data) if task.multi_label and data else config.policy  # nothing to learn from: as configured
     thresholds, calibration, oof = _fit_and_calibrate(model, method, train, eval, data, task, seed, config.train.folds, policy)
+    if policy.target_precision and task.multi_label and (oof is not None or (eval and method == "eval")):
+        thresholds, calibration = _for_precision(model, policy.target_precision, thresholds, calibration, oof, data if oof is not None else eval, names)
     if task.multi_label and hasattr(model, "description_thresholds"):  # labels no training issue carries: their description
         thresholds, calibration = with_description_thresholds(thresholds, calibration, model.description_thresholds())
     metrics = None
@@ -150,6 +154,17 @@ def _fit_and_calibrate(model, method: str, train, eval, data, task: Task, seed: 
             thresholds = tune_thresholds(eval_scores, eval_gold, names)
         calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
     return thresholds, calibration, None
+
+
+def _for_precision(model, target: float, f1_thresholds: dict, calibration: dict, scores, issues, names) -> tuple[dict, dict]:
+    """Apply thresholds for `target` precision on the scores thresholds were chosen on (out of fold, or the
+    eval split); the F1 thresholds and the labels that cannot reach the target are kept in the report."""
+    scores = scores if scores is not None else model.predict_scores(issues)
+    thresholds, unreachable = precision_thresholds(scores, gold_matrix(issues, names), names, target)
+    calibration = dict(calibration or {}, target_precision={"target": target, "unreachable": unreachable, "f1_thresholds": f1_thresholds})
+    for label, entry in calibration.get("labels", {}).items():
+        calibration["labels"][label] = dict(entry, threshold=thresholds[label], method="precision" if label not in unreachable else "never")
+    return thresholds, calibration
 
 
 def _scored(name: str, issues: Sequence[Issue], chosen: np.ndarray, names: Sequence[str]) -> ModelMetrics:
