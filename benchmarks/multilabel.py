@@ -15,6 +15,7 @@ regression.
 
     python benchmarks/multilabel.py --engines tfidf ensemble --json docs/results/multilabel-small.json
     python benchmarks/multilabel.py --engines ensemble ensemble:embed.label_documents=false  # configurations side by side
+    python benchmarks/multilabel.py --engines ensemble ensemble:policy.target_precision=0.9  # a [policy] setting
     python benchmarks/multilabel.py --protocol full --engines tfidf ensemble --json docs/results/multilabel-full.json
 
 Data: $ISSUELAB_DATA/multilabel/{sklearn,mrtk,hf-datasets}/ (default ../shared/data), read in place.
@@ -23,6 +24,7 @@ Data: $ISSUELAB_DATA/multilabel/{sklearn,mrtk,hf-datasets}/ (default ../shared/d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -39,7 +41,7 @@ from issuelab.data import Issue
 from issuelab.engines import Task
 from issuelab.engines.folds import out_of_fold_scores
 from issuelab.metrics import gold_matrix, score_outputs
-from issuelab.policy import label_matrix
+from issuelab.policy import PolicyConfig, label_matrix
 from issuelab.split import kfold
 from issuelab.thresholds import THRESHOLD_GRID
 from issuelab.train import fit_labeler
@@ -140,9 +142,18 @@ def reference_outputs(train: list[Issue], test: list[Issue], task: Task, seed: i
 
 
 def parse_system(spec: str, config: Config) -> tuple[str, Config]:
-    """ENGINE or ENGINE:ENGINE.KEY=VALUE,...: several configurations of one engine compared in one run."""
+    """ENGINE or ENGINE:ENGINE.KEY=VALUE,...: several configurations of one engine compared in one run;
+    policy.KEY=VALUE items set the [policy] (e.g. policy.target_precision=0.9)."""
     engine, _, options = spec.partition(":")
-    return engine, set_engine_options(config, [item for item in options.split(",") if item], engine)[0]
+    items = [item for item in options.split(",") if item]
+    policy = {}
+    for item in (item for item in items if item.startswith("policy.")):
+        key, _, value = item.removeprefix("policy.").partition("=")
+        if key not in {f.name for f in dataclasses.fields(PolicyConfig)}:
+            raise SystemExit(f"error: {spec}: [policy] has no key {key!r}")
+        policy[key] = type(getattr(PolicyConfig(), key))(value)
+    config = set_engine_options(config, [item for item in items if not item.startswith("policy.")], engine)[0]
+    return engine, dataclasses.replace(config, policy=dataclasses.replace(config.policy, **policy))
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -159,7 +170,7 @@ def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: 
         gold = [i.labels for i in test]
 
         def record(system, outputs, trained, predict_ms):
-            folds[system].append(fold_row(score_outputs(system, gold, outputs, task.label_names), trained, predict_ms))  # noqa: B023 (called at once)
+            folds[system].append(fold_row(score_outputs(system, gold, outputs, task.label_names), trained, predict_ms, outputs))  # noqa: B023 (called at once)
 
         for system, (engine, system_config) in configured.items():
             started = time.perf_counter()
@@ -176,13 +187,14 @@ def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: 
     return {system: summarise(rows) for system, rows in folds.items()} | {"_data": {"issues": len(issues), "folds": len(splits)}}
 
 
-def fold_row(m, trained: float, predict_ms: float | None) -> dict:
+def fold_row(m, trained: float, predict_ms: float | None, outputs: list[str]) -> dict:
     return {"micro_f1": m.f1, "jaccard": m.jaccard, "macro_f1": m.macro_f1, "invalid": m.invalid,
+            "precision": m.precision, "coverage": sum(bool(o) for o in outputs) / max(1, len(outputs)),
             "train_seconds": trained, "predict_ms": predict_ms}  # fmt: skip
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {key: round(statistics.mean(r[key] for r in rows), 4) for key in ("micro_f1", "jaccard", "macro_f1", "train_seconds")}
+    out = {key: round(statistics.mean(r[key] for r in rows), 4) for key in ("micro_f1", "jaccard", "macro_f1", "precision", "coverage", "train_seconds")}
     out["micro_f1_stdev"] = round(statistics.stdev(r["micro_f1"] for r in rows), 4) if len(rows) > 1 else 0.0
     out["invalid"] = sum(r["invalid"] for r in rows)
     predict = [r["predict_ms"] for r in rows if r["predict_ms"] is not None]
@@ -191,7 +203,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'SET':<12} {'SYSTEM':<44} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'INVALID':>8} {'TRAIN S':>8} {'MS/ISSUE':>9}")
+    print(f"\n{'SET':<12} {'SYSTEM':<44} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'PRECISION':>9} {'COVERAGE':>8} {'INVALID':>8} {'TRAIN S':>8} {'MS/ISSUE':>9}")
     for name, systems in results.items():
         ref = systems[REFERENCES[0]]["micro_f1"]
         for system, r in systems.items():
@@ -199,7 +211,7 @@ def print_table(results: dict) -> None:
                 continue
             ms = f"{r['predict_ms_per_issue']:.2f}" if r["predict_ms_per_issue"] is not None else "-"
             print(f"{name:<12} {system:<44} {r['micro_f1']:>9.4f} {r['micro_f1_stdev']:>6.3f} {r['jaccard']:>8.4f} "
-                  f"{r['macro_f1']:>9.4f} {r['invalid']:>8d} {r['train_seconds']:>8.1f} {ms:>9}  ({r['micro_f1'] - ref:+.3f} vs tf-idf reference)")  # fmt: skip
+                  f"{r['macro_f1']:>9.4f} {r['precision']:>9.4f} {r['coverage']:>8.3f} {r['invalid']:>8d} {r['train_seconds']:>8.1f} {ms:>9}  ({r['micro_f1'] - ref:+.3f} vs tf-idf reference)")  # fmt: skip
 
 
 def main() -> int:

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .data import Issue, read_issues
 from .errors import IssuelabError
 from .labeler import Labeler
 from .metrics import f1
-from .policy import IssueState, PolicyConfig, decide
+from .policy import IssueState, PolicyConfig, decide, label_matrix
 
 
 def recent(issues: Sequence[Issue], last: int | None) -> list[Issue]:
@@ -31,12 +33,51 @@ def recent(issues: Sequence[Issue], last: int | None) -> list[Issue]:
     return issues[-last:]
 
 
+THRESHOLD_SCALES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0)
+
+
+def precision_coverage(labeler: Labeler, issues: Sequence[Issue], scores: Sequence[dict[str, float]], policy: PolicyConfig) -> list[dict[str, float]]:
+    """The precision / coverage trade-off: every threshold of the run times a scale (below 1: more labels,
+    above: fewer and surer), confident labels only (min_labels 0), `max_labels` as the policy says. Per
+    scale: the precision and recall of the added labels and the share of issues that get at least one."""
+    names = labeler.label_names
+    matrix = np.array([[row[name] for name in names] for row in scores])
+    gold = np.array([[name in issue.labels for name in names] for issue in issues], dtype=bool)
+    rows = []
+    for scale in THRESHOLD_SCALES:
+        added = label_matrix(matrix, labeler.threshold_array * scale, labeler.multi_label, 0, policy.max_labels)
+        if not labeler.multi_label:  # the argmax, kept where its score reaches the scaled threshold
+            added &= matrix >= labeler.threshold_array * scale
+        correct = int((added & gold).sum())
+        rows.append({"scale": scale, "precision": round(correct / max(1, int(added.sum())), 4), "recall": round(correct / max(1, int(gold.sum())), 4),
+                     "coverage": round(float(added.any(axis=1).mean()) if len(added) else 0.0, 4)})  # fmt: skip
+    return rows
+
+
+def plot_precision_coverage(rows: list[dict[str, float]], path: str | Path, title: str) -> None:
+    from .report import _figure
+
+    fig = _figure(5.5, 4)
+    ax = fig.add_subplot()
+    ax.plot([r["coverage"] for r in rows], [r["precision"] for r in rows], marker="o")
+    for r in rows:
+        ax.annotate(f"x{r['scale']:g}", (r["coverage"], r["precision"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("share of issues labeled")
+    ax.set_ylabel("precision of the labels added")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path)
+
+
 def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | None = None) -> dict[str, Any]:
     policy = policy or labeler.policy
     aliases = labeler.aliases
     outcomes = {"match": 0, "mismatch": 0, "no prediction": 0}
     rows, counts = [], {"correct": 0, "added": 0, "gold": 0, "suggested": 0, "suggested_correct": 0}
-    for issue, scores in zip(issues, labeler.scores(list(issues), progress=True)):
+    all_scores = labeler.scores(list(issues), progress=True)
+    for issue, scores in zip(issues, all_scores):
         decision = decide(IssueState(labels=[]), scores, labeler.label_names, labeler.thresholds,
                           labeler.multi_label, policy, aliases)  # fmt: skip
         added, gold = decision.labels, set(issue.labels)
@@ -53,7 +94,8 @@ def backtest(labeler: Labeler, issues: Sequence[Issue], policy: PolicyConfig | N
     recall = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
     micro_f1 = f1(counts["correct"], counts["added"], counts["gold"])
     metrics = dict(counts, precision=round(precision, 5), recall=round(recall, 5), f1=round(micro_f1, 5))
-    return {"issues": len(issues), "outcomes": outcomes, "metrics": metrics, "rows": rows}
+    return {"issues": len(issues), "outcomes": outcomes, "metrics": metrics, "rows": rows,
+            "precision_coverage": precision_coverage(labeler, issues, all_scores, policy)}  # fmt: skip
 
 
 def backtest_run(model_dir: str | Path, data: str | Path, last: int | None, policy: PolicyConfig | None = None) -> dict[str, Any]:
@@ -76,6 +118,9 @@ def format_report(result: dict[str, Any], model_name: str) -> str:
     lines += ["", f"Labels added: precision {m['precision']:.2%} ({m['correct']}/{m['added']}), "
               f"recall {m['recall']:.2%} ({m['correct']}/{m['gold']}), micro F1 {m['f1']:.2%} "
               f"(a label people gave that the bot did not add is a miss)."]  # fmt: skip
+    lines += ["", "Precision against coverage, every threshold scaled (x1 is the run's; confident labels only):", "",
+              "| thresholds | precision | recall | issues labeled |", "| ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [f"| x{r['scale']:g} | {r['precision']:.1%} | {r['recall']:.1%} | {r['coverage']:.1%} |" for r in result["precision_coverage"]]
     if m["suggested"]:
         lines.append(f"Labels suggested in a comment (policy.suggest): {m['suggested']}, of which people gave "
                      f"{m['suggested_correct']} ({m['suggested_correct'] / m['suggested']:.1%}).")  # fmt: skip

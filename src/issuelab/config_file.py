@@ -45,7 +45,7 @@ def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = Non
 
 
 ENGINE_NOTES = {
-    "ensemble": "tfidf + embed (MiniLM), weighted out of fold; \"tfidf\" alone needs no torch",
+    "ensemble": "tfidf + embed (MiniLM), averaged (weights out of fold); \"tfidf\" alone needs no torch",
     "tfidf": 'pip install "issuelab[embed]" for "ensemble" (tfidf + MiniLM): better on most data',
 }
 

@@ -140,6 +140,22 @@ def test_backtest_reports_matches_mismatches_and_no_prediction(cli, run_dir, tmp
         expected = "no prediction" if not row["added"] else "match" if set(row["added"]) <= set(row["gold"]) else "mismatch"
         assert row["outcome"] == expected
     assert "| match |" in out and (tmp_path / "summary.md").read_text() == out.rstrip("\n") + "\n"
+    assert "| x1 |" in out and "issues labeled" in out
+
+
+def test_backtest_prints_and_draws_the_precision_coverage_trade_off(cli, run_dir, tmp_path):
+    from issuelab.data import Issue, write_jsonl
+
+    vague = [Issue(1000 + k, f"question {k} about the thing", "it does something odd sometimes", ["bug"]) for k in range(20)]
+    write_jsonl(tmp_path / "issues.jsonl", make_issues(40, seed=9) + vague)
+    code, out, err = cli("backtest", "--model", run_dir, "--data", tmp_path / "issues.jsonl", "--last", "0",
+                         "--plot", tmp_path / "trade.png", "--json", tmp_path / "b.json")  # fmt: skip
+    assert code == 0, err
+    trade = json.loads((tmp_path / "b.json").read_text())["precision_coverage"]  # stricter thresholds: never more labeled
+    assert [r["scale"] for r in trade] == sorted(r["scale"] for r in trade)
+    assert all(a["coverage"] >= b["coverage"] and a["recall"] >= b["recall"] for a, b in zip(trade, trade[1:]))
+    assert trade[0]["coverage"] > trade[-1]["coverage"]  # the vague issues are labeled only at loose thresholds
+    assert "| x1 |" in out and (tmp_path / "trade.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_suggest_mode_from_the_config_comments_once_and_the_summary_lists_the_suggestions(cli, run_dir, github, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..errors import IssuelabError
@@ -46,6 +47,11 @@ def cmd_backtest(args: argparse.Namespace) -> None:
     print(report)
     append_step_summary(report)
     write_json_if_asked(result, args.json)
+    if args.plot:
+        from ..backtest import plot_precision_coverage
+
+        plot_precision_coverage(result["precision_coverage"], args.plot, f"{Path(args.model).name}: last {result['issues']} labeled issues")
+        print(f"precision / coverage plot: {args.plot}", file=sys.stderr)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -123,7 +129,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--last", type=int, default=200, help="the most recent N labeled issues (0: all)")
     p.add_argument("--config", help="take [policy] from this config instead of the run's")
     p.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
-    json_flag(p, "outcomes, metrics and per-issue rows")
+    p.add_argument("--plot", metavar="PNG", help="draw precision against the share of issues labeled (needs the 'report' extra)")
+    json_flag(p, "outcomes, metrics, per-issue rows and the precision / coverage trade-off")
 
     p = command(sub, "serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
                 "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000\n"
