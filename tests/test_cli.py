@@ -157,3 +157,19 @@ def test_console_script_help_is_fast_to_import():
     assert result.returncode == 0 and "predict" in result.stdout
     heavy = [m for m in ("sklearn", "scipy", "numpy") if f"| {m}\n" in result.stderr]
     assert heavy == []  # --help must not import the numerical stack
+
+
+def test_predict_explain_gives_the_terms_behind_each_label(cli, tmp_path, toy_config):
+    from issuelab.data import write_jsonl
+
+    from .helpers import make_issues
+
+    write_jsonl(tmp_path / "train.jsonl", make_issues(120, seed=1))
+    code, _, err = cli("train", "--config", toy_config, "--train", tmp_path / "train.jsonl", "--engine", "tfidf", "--out", tmp_path / "run")
+    assert code == 0, err
+    code, out, err = cli("predict", "--model", tmp_path / "run", "--title", "crash with traceback", "--body", "it fails", "--explain", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert "bug" in result["labels"] and set(result["evidence"]) == set(result["labels"])
+    (terms,) = result["evidence"]["bug"]
+    assert terms.startswith("terms: ") and any(word in terms for word in ("crash", "traceback", "fails"))

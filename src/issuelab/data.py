@@ -202,3 +202,9 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def issue_reference(issue: Issue) -> str:
+    """How evidence names a past issue: its URL when known, else #number, else its id."""
+    url, number = issue.extra.get("url"), issue.extra.get("number")
+    return str(url) if url else f"#{number}" if number is not None else str(issue.id)

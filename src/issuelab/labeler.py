@@ -84,6 +84,13 @@ class Labeler:
             for issue, row in zip(issues, self._score_rows(issues, batch_size, progress), strict=True)
         ]
 
+    def explain(self, issue: Issue, labels: Sequence[str], top: int = 3) -> dict[str, list[str]]:
+        """Per label, the evidence the engine can give for it (terms, similar labeled issues, the
+        description it matched); an engine that gives scores only says so."""
+        if not hasattr(self.engine, "explain"):
+            return {label: [f"the {self.manifest.get('engine', 'run')} engine gives scores, not evidence"] for label in labels}
+        return self.engine.explain(issue, list(labels), list(self.label_names), top)
+
     def generate(self, issues: Sequence[Issue]) -> list[str]:
         """A generative engine's raw, unconstrained answers (the seed's way of running its model)."""
         if not self.engine.generative:

@@ -119,6 +119,7 @@ class Decision:
     top_scores: list[tuple[str, float]] = field(default_factory=list)
     dry_run: bool = False
     suggested: list[tuple[str, float]] = field(default_factory=list)  # (label, score), highest first
+    evidence: dict[str, list[str]] = field(default_factory=dict)  # label added or suggested -> why (the engine's evidence)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +129,7 @@ class Decision:
             "dry_run": self.dry_run,
             "top_scores": [{"label": name, "score": round(score, 4)} for name, score in self.top_scores],
             "suggested": [{"label": name, "score": round(score, 4)} for name, score in self.suggested],
+            "evidence": self.evidence,
         }
 
 

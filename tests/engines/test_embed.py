@@ -50,6 +50,11 @@ def test_embed_learns_the_toy_task_and_reloads_identically(encoder, tmp_path, fi
     saved = {p.name for p in (tmp_path / "run/model").iterdir()}
     assert ("encoder" in saved) is (finetune == "yes")  # a frozen encoder is not copied into the run
     assert not list((tmp_path / "run").rglob("*.bin")) and not list((tmp_path / "run").rglob("*.pt"))  # safetensors only
+    evidence = loaded.explain(issues[200], issues[200].labels)  # the similar training issues carrying each label
+    for label, (line,) in evidence.items():
+        named = [int(ref.split(" ")[0]) for ref in line.removeprefix("similar labeled issues: ").split(", ")]
+        assert len(named) == 3 and all(label in issues[n - 1].labels for n in named)  # make_issues ids are 1-based
+    assert evidence == labeler.explain(issues[200], issues[200].labels)
 
 
 def test_embed_answers_in_bfloat16_close_to_float32(encoder, tmp_path):

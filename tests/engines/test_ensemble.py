@@ -70,3 +70,12 @@ def test_given_weights_are_kept(tmp_path):
     ensemble = EnsembleEngine(EnsembleOptions(engines=("tfidf", "tfidf"), weights=(0.8, 0.2)), make_member=members(TfidfOptions(), TfidfOptions(C=1.0)))
     ensemble.fit_out_of_fold(make_issues(60, seed=5), TASK, seed=0, folds=3)
     assert ensemble.weights == (0.8, 0.2) and ensemble.info["weighting"] == "weights given"
+
+
+def test_the_evidence_of_each_used_member_is_named_by_member():
+    from issuelab.data import Issue
+
+    ensemble = EnsembleEngine(EnsembleOptions(engines=("tfidf", "tfidf"), weights=(0.5, 0.5)), make_member=members(TfidfOptions(), TfidfOptions(C=1.0)))
+    ensemble.fit_out_of_fold(make_issues(80, seed=6), TASK, seed=0, folds=3)
+    evidence = ensemble.explain(Issue(1, "crash with traceback", "it fails"), ["bug"], TASK.label_names)["bug"]
+    assert [line.split(": ")[0] for line in evidence] == ["tfidf", "tfidf-2"] and all("terms: " in line for line in evidence)

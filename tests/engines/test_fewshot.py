@@ -123,3 +123,18 @@ def test_unlabeled_issues_centre_the_embeddings_so_a_description_in_the_projects
     centred.save(tmp_path / "run")
     loaded = Labeler.load(tmp_path / "run")
     assert [p.scores for p in loaded.predict(test[:20])] == [p.scores for p in centred.predict(test[:20])]
+
+
+def test_the_evidence_names_the_description_and_the_most_similar_labeled_issues(encoder, tmp_path):
+    train = make_issues(40, seed=12)
+    for issue in train:
+        issue.extra = {"url": f"https://github.com/acme/widgets/issues/{issue.id}"}
+    labeler, _ = train_run(config_for(encoder), train, None, tmp_path / "run")
+    issue = Issue(1, "crash with a traceback", "it fails with an exception")
+    loaded = Labeler.load(tmp_path / "run")
+    (description, similar) = loaded.explain(issue, ["bug"])["bug"]
+    assert description.startswith("description: similarity ")
+    assert similar.startswith("similar labeled issues: https://github.com/acme/widgets/issues/")
+    named = [int(part.split("/")[-1].split(" ")[0]) for part in similar.removeprefix("similar labeled issues: ").split(", ")]
+    assert len(named) == 3 and all("bug" in train[n - 1].labels for n in named)  # only issues that carry the label
+    assert loaded.explain(issue, ["bug"]) == labeler.explain(issue, ["bug"])  # the references survive save and load

@@ -170,6 +170,10 @@ def test_suggest_mode_from_the_config_comments_once_and_the_summary_lists_the_su
     (comment,) = github.comments[(REPO, 1)]  # two runs, one comment
     assert all(f"`{s['label']}`" in comment["body"] for s in decision["suggested"])
     assert "suggested (not added): " in (tmp_path / "summary.md").read_text() and TOKEN not in comment["body"]
+    assert "| why |" in comment["body"] and "terms: " in comment["body"]  # the evidence of each suggestion
+    summary = (tmp_path / "summary.md").read_text()
+    assert "Why:" in summary and all(f"- `{name}`: " in summary for name in decision["evidence"])
+    assert set(decision["evidence"]) == set(decision["labels"]) | {s["label"] for s in decision["suggested"]}
 
 
 def test_a_bad_suggest_scale_is_refused_with_its_key(cli, run_dir, github, tmp_path):

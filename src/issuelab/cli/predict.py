@@ -24,11 +24,14 @@ def cmd_predict(args: argparse.Namespace) -> None:
         return
     issue = Issue(id=0, title=args.title, body=args.body) if args.title is not None else _stdin_issue()
     prediction = labeler.predict([issue])[0]
+    evidence = labeler.explain(issue, prediction.labels) if args.explain else {}
     if args.json:
-        print(json.dumps({"labels": prediction.labels, "scores": prediction.scores}, ensure_ascii=False))
+        print(json.dumps({"labels": prediction.labels, "scores": prediction.scores} | ({"evidence": evidence} if args.explain else {}), ensure_ascii=False))
         return
     for label in prediction.labels:
         print(f"{label}\t{prediction.scores[label]:.3f}")
+        for line in evidence.get(label, []):
+            print(f"  {line}")
 
 
 def _stdin_issue():
@@ -57,3 +60,4 @@ def add_parsers(sub) -> None:
     p.add_argument("--input", help="dataset JSONL to label (labels optional)")
     p.add_argument("--out", help="predictions JSONL to write, with --input")
     p.add_argument("--json", action="store_true", help="print {labels, scores} as JSON")
+    p.add_argument("--explain", action="store_true", help="the evidence for each label: terms (tfidf), similar labeled issues and the description (fewshot)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Issue, write_json
+from ..data import Issue, issue_reference, write_json
 from ..llm.base_model import check_inference_dtype, inference_dtype
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
@@ -161,7 +161,7 @@ class EmbedEngine(BaseEngine):
         self.labels = task.label_names
         self.multi_label = task.multi_label
         finetune = self._finetunes(task, len(train))
-        train = train + (task.label_issues() if self.options.label_documents else [])
+        issues, train = train, train + (task.label_issues() if self.options.label_documents else [])
         self._load_encoder(encoder_path(self.options.model), frozen=not finetune)
         started = time.perf_counter()
         gold = gold_matrix(train, self.labels)
@@ -169,7 +169,27 @@ class EmbedEngine(BaseEngine):
             self._finetune(train, gold, seed)
         else:
             self._fit_frozen(train, gold, seed)
+        self._keep_examples(issues)
         self.info.update(finetuned=finetune, multi_label=self.multi_label, train_seconds=round(time.perf_counter() - started, 1))
+
+    def _keep_examples(self, issues: list[Issue]) -> None:
+        """The training issues' embeddings by the final encoder (float16), labels and references: the similar
+        labeled issues that `explain` shows. (A frozen encoder has them cached; a fine-tuned one reads them once more.)"""
+        self.examples = self._embed_all(issues).astype(np.float16)
+        self.example_labels = gold_matrix(issues, self.labels)
+        self.example_ids = np.array([issue_reference(issue) for issue in issues], dtype=str)
+
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """Per label, the most similar training issues that carry it (cosine similarity of the embeddings)."""
+        if not len(getattr(self, "examples", ())):
+            return {label: [] for label in labels}
+        similar = self.examples.astype(np.float32) @ self._embed_all([issue])[0]
+        evidence = {}
+        for label in labels:
+            carrying = np.flatnonzero(self.example_labels[:, self.labels.index(label)])
+            nearest = carrying[np.argsort(-similar[carrying])[:top]]
+            evidence[label] = ["similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({similar[i]:.2f})" for i in nearest)] if len(nearest) else []
+        return evidence
 
     def _fit_frozen(self, train: list[Issue], gold: np.ndarray, seed: int) -> None:
         self.coef, self.intercept = fit_logistic_heads(self._embed_all(train), gold, self.options.C, True, seed)
@@ -215,6 +235,7 @@ class EmbedEngine(BaseEngine):
             self.encoder.save_pretrained(directory / "encoder", safe_serialization=True)
             self.tokenizer.save_pretrained(directory / "encoder")
         np.savez(directory / "head.npz", coef=self.coef, intercept=self.intercept)
+        np.savez(directory / "examples.npz", examples=self.examples, labels=self.example_labels, ids=self.example_ids)
         write_json(directory / "engine.json", {"options": asdict(self.options), "labels": self.labels,
                    "multi_label": self.multi_label, "finetuned": self.finetuned, "info": self.info})  # fmt: skip
 
@@ -228,4 +249,7 @@ class EmbedEngine(BaseEngine):
         engine._load_encoder(encoder, for_answering=True, frozen=not engine.finetuned)
         with np.load(directory / "head.npz", allow_pickle=False) as weights:
             engine.coef, engine.intercept = weights["coef"], weights["intercept"]
+        if (directory / "examples.npz").exists():  # runs written before explanations have none
+            with np.load(directory / "examples.npz", allow_pickle=False) as examples:
+                engine.examples, engine.example_labels, engine.example_ids = examples["examples"], examples["labels"].astype(bool), examples["ids"]
         return engine

@@ -165,6 +165,15 @@ class EnsembleEngine:
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         return self._combine([m.predict_scores(issues) if w > 0 else None for m, w in zip(self.members, self.weights)], self.weights)
 
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """Each used member's evidence, named by member."""
+        evidence: dict[str, list[str]] = {label: [] for label in labels}
+        for name, member, weight in zip(member_names(self.options.engines), self.members, self.weights):
+            if weight > 0 and hasattr(member, "explain"):
+                for label, lines in member.explain(issue, labels, names, top).items():
+                    evidence[label] += [f"{name}: {line}" for line in lines]
+        return evidence
+
     def shared_files(self) -> list[Path]:
         return sorted(set().union(*(m.shared_files() for m, w in zip(self.members, self.weights) if w > 0)))
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Issue, write_json
+from ..data import Issue, issue_reference, write_json
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
@@ -92,6 +92,7 @@ class FewshotEngine(BaseEngine):
         self.center = embedded.mean(axis=0) if self.options.center and len(embedded) else np.zeros(self.label_vectors.shape[1], np.float32)
         self.examples = self._centred(embedded[: len(train)])
         self.example_labels = gold_matrix(train, self.labels) if train else np.zeros((0, len(self.labels)), bool)
+        self.example_ids = np.array([issue_reference(issue) for issue in train], dtype=str)
         self._prepare()
         self.info.update(examples=len(train), unlabeled_issues=len(task.unlabeled), labels_without_examples=self.labels_without_examples(),
                          train_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
@@ -138,12 +139,29 @@ class FewshotEngine(BaseEngine):
         prototype = softmax(np.where(self.counts > 0, (X @ self.prototypes.T) / opts.temperature, -np.inf))
         return self.share * (votes + prototype) / 2 + (1 - self.share) * description
 
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """Per label, how close the issue is to the label's description, and its most similar labeled
+        issues that carry the label (with their similarity)."""
+        x = self._centred(self.encoder.embed([issue]))[0]
+        evidence = {}
+        for label in labels:
+            k = self.labels.index(label)
+            lines = [f"description: similarity {float(x @ self.label_vectors[k]):.2f}"]
+            carrying = np.flatnonzero(self.example_labels[:, k])
+            if len(carrying):
+                similar = self.examples[carrying] @ x
+                nearest = carrying[np.argsort(-similar)[:top]]
+                lines.append("similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({float(self.examples[i] @ x):.2f})" for i in nearest))
+            evidence[label] = lines
+        return evidence
+
     def shared_files(self) -> list[Path]:
         return [encoder_path(self.options.model)]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        np.savez(directory / "vectors.npz", labels=self.label_vectors, examples=self.examples, example_labels=self.example_labels, center=self.center)
+        np.savez(directory / "vectors.npz", labels=self.label_vectors, examples=self.examples, example_labels=self.example_labels, center=self.center,
+                 example_ids=self.example_ids)  # fmt: skip
         write_json(directory / "engine.json", {"options": asdict(self.options), "labels": self.labels,
                                                "multi_label": self.multi_label, "info": self.info})  # fmt: skip
 
@@ -156,6 +174,7 @@ class FewshotEngine(BaseEngine):
             engine.label_vectors, engine.examples = vectors["labels"], vectors["examples"]
             engine.example_labels = vectors["example_labels"].astype(bool)
             engine.center = vectors["center"] if "center" in vectors else np.zeros(engine.label_vectors.shape[1], np.float32)
+            engine.example_ids = vectors["example_ids"] if "example_ids" in vectors else np.array([f"#{k}" for k in range(len(engine.examples))])
         engine._prepare()
         engine.encoder = engine._encoder(for_answering=True)
         return engine

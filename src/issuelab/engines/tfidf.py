@@ -181,6 +181,19 @@ class TfidfEngine(BaseEngine):
             logits[row] = self.coef[:, idx] @ val + self.intercept
         return 1.0 / (1.0 + np.exp(-logits))
 
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """Per label, the issue's terms that weighed most toward it (weight x tf-idf value)."""
+        idx, val = next(self._rows([issue]))
+        if not hasattr(self, "_terms"):
+            self._terms = [term for block in self.blocks for term in block.vocabulary]
+        terms = self._terms
+        evidence = {}
+        for label in labels:
+            pull = self.coef[names.index(label), idx] * val
+            best = [k for k in np.argsort(-pull)[:top] if pull[k] > 0]
+            evidence[label] = [f"terms: {', '.join(repr(terms[idx[k]].strip()) for k in best)}"] if best else []
+        return evidence
+
     def shared_files(self) -> list[Path]:
         return []
 

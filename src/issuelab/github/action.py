@@ -44,6 +44,8 @@ def job_summary(repo: str, number: int, decision: Decision, run_name: str) -> st
     ]
     if decision.top_scores:
         lines += ["", "| label | score |", "| --- | ---: |"] + [f"| {name} | {score:.3f} |" for name, score in decision.top_scores]
+    if decision.evidence:
+        lines += ["", "Why:"] + [f"- `{name}`: {'; '.join(evidence) or 'no evidence'}" for name, evidence in decision.evidence.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -44,7 +44,9 @@ class GitHubLabeler:
         state = issue_state(issue, self.client.issue_events(repo, number))
         with self._predict_lock:
             scores = self.labeler.scores([text])[0]
-        decision = decide(state, scores, names, self.labeler.thresholds, self.labeler.multi_label, self.policy, self.aliases)
+            decision = decide(state, scores, names, self.labeler.thresholds, self.labeler.multi_label, self.policy, self.aliases)
+            explained = [name for name in decision.labels if name in names] + [name for name, _ in decision.suggested]
+            decision.evidence = self.labeler.explain(text, explained) if explained else {}
         if decision.action == "label" and not self.policy.dry_run:
             self.client.add_labels(repo, number, decision.labels)
         if self.policy.suggest and not self.policy.dry_run and decision.action != "skip":
@@ -72,7 +74,8 @@ def suggestion_comment(decision: Decision) -> str:
     lines = [SUGGESTION_MARKER]
     if decision.suggested:
         lines += ["issuelab suggests these labels (not added: below the confidence needed to add them):", "",
-                  "| label | score |", "| --- | ---: |"] + [f"| `{name}` | {score:.2f} |" for name, score in decision.suggested]  # fmt: skip
+                  "| label | score | why |", "| --- | ---: | --- |"]  # fmt: skip
+        lines += [f"| `{name}` | {score:.2f} | {'; '.join(decision.evidence.get(name, [])).replace('|', '/')} |" for name, score in decision.suggested]
     else:
         lines.append("issuelab has no label to suggest for this issue now.")
     if decision.action == "label" and decision.labels:
