@@ -7,7 +7,7 @@ beside their flags. A command reads its inputs, makes one library call and print
                train-encoder                     an encoder across repositories (fewshot)
     evaluate   evaluate                          the seed's metrics for runs, predictions, base models
     predict    predict                           label one issue or a JSONL batch
-    github     action, backtest, serve           the GitHub Action, a dry run on history, the webhook service
+    github     action, backtest, feedback, serve the GitHub Action, a dry run on history, corrections, the service
 
 Every module imports the library inside its commands, so that `issuelab --help` stays instant.
 """

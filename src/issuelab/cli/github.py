@@ -44,6 +44,14 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
     result = backtest_run(args.model, args.data, args.last, github_policy(args))
     report = format_report(result, Path(args.model).name)
+    if args.feedback:  # what the bot did live, as people judged it, beside what it would do now
+        from ..github.feedback import judged, read_feedback
+
+        result["feedback"] = live = judged(read_feedback(args.feedback))
+        if live["labels_added_by_bot"]:
+            report += (f"\nLive, as people judged it ({args.feedback}): of {live['labels_added_by_bot']} labels the bot added, "
+                       f"{live['labels_removed_by_people']} were removed: precision {live['precision_judged_by_people']:.1%}; "
+                       f"people added {live['labels_added_by_people']} it had missed.\n")  # fmt: skip
     print(report)
     append_step_summary(report)
     write_json_if_asked(result, args.json)
@@ -52,6 +60,19 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
         plot_precision_coverage(result["precision_coverage"], args.plot, f"{Path(args.model).name}: last {result['issues']} labeled issues")
         print(f"precision / coverage plot: {args.plot}", file=sys.stderr)
+
+
+def cmd_feedback(args: argparse.Namespace) -> None:
+    from ..github.action import append_step_summary
+    from ..github.client import GitHubClient, token_from_env
+    from ..github.feedback import feedback_run, format_summary
+
+    summary = feedback_run(GitHubClient(args.api_url, token_from_env()), args.repo, args.data, args.out, args.bot, args.last)
+    report = format_summary(summary, args.repo, args.bot)
+    print(report)
+    append_step_summary(report)
+    print(f"{args.out}: {summary['issues_labeled_by_bot']} corrected examples", file=sys.stderr)
+    write_json_if_asked(summary, args.json)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -130,7 +151,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--config", help="take [policy] from this config instead of the run's")
     p.add_argument("--dry-run", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--plot", metavar="PNG", help="draw precision against the share of issues labeled (needs the 'report' extra)")
+    p.add_argument("--feedback", metavar="JSONL", help="`issuelab feedback` output: also report the bot's live precision as people judged it")
     json_flag(p, "outcomes, metrics, per-issue rows and the precision / coverage trade-off")
+
+    p = command(sub, "feedback", cmd_feedback, "What people corrected after the bot labeled: corrected examples and the bot's precision as people judged it.",
+                "example: issuelab fetch --repo acme/widgets --out issues.jsonl && issuelab feedback --repo acme/widgets --data issues.jsonl --out feedback.jsonl")  # fmt: skip
+    p.add_argument("--repo", required=True, help="OWNER/NAME")
+    p.add_argument("--data", required=True, help="the repository's issues (JSONL from `issuelab fetch`)")
+    p.add_argument("--out", required=True, help="JSONL of the issues the bot labeled, with their corrected labels and what changed")
+    p.add_argument("--bot", default="github-actions[bot]", help="the login the bot labels as (default: the Action's, github-actions[bot])")
+    p.add_argument("--last", type=int, default=200, help="read the events of the most recent N issues (0: all; one API call each)")
+    api_flag(p)
+    json_flag(p, "the counts")
 
     p = command(sub, "serve", cmd_serve, "Webhook service: label issues as they are opened (needs the 'serve' extra).",
                 "example: GITHUB_WEBHOOK_SECRET=... GITHUB_TOKEN=... issuelab serve --model runs/tfidf --port 8000\n"
