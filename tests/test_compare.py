@@ -60,7 +60,7 @@ def test_compare_on_a_split_writes_a_readable_report_and_sets_the_engine(cli, pr
     assert report["engines"][1]["run_bytes"] > report["engines"][0]["run_bytes"]  # a fine-tuned encoder is in the run
     assert report["recommended"] in ("tfidf", "embed")
 
-    pngs = ["per-label-f1.png", "precision-recall.png", "cooccurrence-tfidf.png", "cooccurrence-embed.png"]
+    pngs = ["per-label-f1.png", "precision-recall.png", "precision-coverage.png", "cooccurrence-tfidf.png", "cooccurrence-embed.png"]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
@@ -68,6 +68,8 @@ def test_compare_on_a_split_writes_a_readable_report_and_sets_the_engine(cli, pr
     assert all(f"]({name})" in markdown for name in pngs)
     assert f"Recommended engine: `{report['recommended']}`" in markdown
     assert "| ci/cd |" in markdown  # the per-label table
+    assert "| engine | labeled at precision 80% | labeled at precision 90% | labeled at precision 95% |" in markdown
+    assert "| tfidf | " in markdown.split("## Precision and coverage")[1]  # its coverage at each precision target
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(pngs)  # self-contained: every plot inlined
     assert "http://" not in page and "https://" not in page

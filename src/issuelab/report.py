@@ -97,6 +97,50 @@ def plot_precision_recall(comparison: Comparison, path: Path) -> None:
     fig.savefig(path)
 
 
+def coverage_curve(result: EngineResult, thresholds: np.ndarray) -> np.ndarray:
+    """The share of issues given at least one label at each threshold (as `precision_recall_curve` decides)."""
+    top = None if result.multi_label else labels_at(result.scores, multi_label=False)
+    return np.array([(labels_at(result.scores, True, t) if top is None else top & labels_at(result.scores, True, t)).any(axis=1).mean()
+                     for t in thresholds])  # fmt: skip
+
+
+PRECISION_TARGETS = (0.8, 0.9, 0.95)
+
+
+def _precision_target_rows(comparison: Comparison) -> list[list[str]]:
+    """Per engine, the most issues it labels (one threshold for every label) at each precision target."""
+    gold, thresholds = multi_hot(comparison.gold, comparison.label_names), np.linspace(0, 1, 101)
+    rows = []
+    for result in comparison.results:
+        precision, _ = precision_recall_curve(result, gold, thresholds)
+        coverage = coverage_curve(result, thresholds)
+        cells = []
+        for target in PRECISION_TARGETS:
+            reached = coverage[np.nan_to_num(precision) >= target]
+            cells.append(f"{reached.max():.0%} of issues" if len(reached) else "not reached")
+        rows.append([result.engine, *cells])
+    return rows
+
+
+def plot_precision_coverage(comparison: Comparison, path: Path) -> None:
+    gold, thresholds = multi_hot(comparison.gold, comparison.label_names), np.linspace(0, 1, 101)
+    fig = _figure(6.5, 4.5)
+    ax = fig.add_subplot()
+    for k, result in enumerate(comparison.results):
+        precision, _ = precision_recall_curve(result, gold, thresholds)
+        ax.plot(coverage_curve(result, thresholds), precision, color=COLORS[k % len(COLORS)], label=result.engine)
+    for target in PRECISION_TARGETS:
+        ax.axhline(target, color="#999", linewidth=0.6, linestyle=":")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("share of issues given at least one label")
+    ax.set_ylabel("precision of the labels given")
+    ax.set_title("Precision against coverage (one threshold for every label, swept from 0 to 1)")
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside lower center", ncols=min(4, len(comparison.results)), fontsize="small")
+    fig.savefig(path)
+
+
 def cooccurrence(gold: list[list[str]], predicted: list[list[str]], labels: list[str]) -> np.ndarray:
     """counts[i, j]: issues whose gold labels include labels[i] and whose predicted labels include labels[j]."""
     index = {label: k for k, label in enumerate(labels)}
@@ -229,6 +273,11 @@ NOTES = (
 )
 
 
+PRECISION_HEADER = ["engine", *(f"labeled at precision {t:.0%}" for t in PRECISION_TARGETS)]
+PRECISION_NOTE = ("The most issues each engine labels while its labels keep a precision (one threshold for every label, on "
+                  "held-out scores): what `[policy] target_precision` trades, per label, for fewer wrong labels.")
+
+
 def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
     """Writes the report files into out_dir; returns their paths by kind."""
     out = Path(out_dir)
@@ -236,6 +285,8 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
     plots = {"per-label F1": out / "per-label-f1.png", "precision and recall against the threshold": out / "precision-recall.png"}
     plot_per_label_f1(comparison, plots["per-label F1"])
     plot_precision_recall(comparison, plots["precision and recall against the threshold"])
+    plots["precision against coverage"] = out / "precision-coverage.png"
+    plot_precision_coverage(comparison, plots["precision against coverage"])
     if any(r.learning_curve for r in comparison.results):
         plots["learning curve"] = out / "learning-curve.png"
         plot_learning_curve(comparison, plots["learning curve"])
@@ -254,6 +305,7 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
         "## Metrics (the seed's table; differences against the first engine)", f"```\n{seed_table}\n```",
         "## Cost and calibration", _md_table(COST_HEADER, _cost_rows(comparison)), NOTES,
         "## F1 per label", _md_table(label_header, label_rows),
+        "## Precision and coverage", PRECISION_NOTE, _md_table(PRECISION_HEADER, _precision_target_rows(comparison)),
         "## Plots", *(f"### {title}\n\n![{title}]({path.name})" for title, path in plots.items()),
     ])  # fmt: skip
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
@@ -285,6 +337,9 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 <p>{html.escape(NOTES)}</p>
 <h2>F1 per label</h2>
 {_html_table(label_header, label_rows)}
+<h2>Precision and coverage</h2>
+<p>{html.escape(PRECISION_NOTE)}</p>
+{_html_table(PRECISION_HEADER, _precision_target_rows(comparison))}
 <h2>Plots</h2>
 {"".join(f"<h3>{html.escape(title)}</h3>{image(path)}" for title, path in plots.items())}
 </body></html>
