@@ -59,7 +59,10 @@ def plot_precision_coverage(rows: list[dict[str, float]], path: str | Path, titl
 
     fig = _figure(5.5, 4)
     ax = fig.add_subplot()
-    ax.plot([r["coverage"] for r in rows], [r["precision"] for r in rows], marker="o")
+    ax.plot([r["coverage"] for r in rows], [r["precision"] for r in rows], marker="o", markersize=4)
+    own = [r for r in rows if r["scale"] == 1.0]
+    ax.plot([r["coverage"] for r in own], [r["precision"] for r in own], "o", color="#C44E52", markersize=8, label="the run's thresholds (x1)")
+    ax.legend(loc="lower left", fontsize=8)
     for r in rows:
         ax.annotate(f"x{r['scale']:g}", (r["coverage"], r["precision"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("share of issues labeled")
