@@ -289,3 +289,21 @@ def test_the_state_file_forgets_old_delivery_ids_while_the_service_runs(run_dir,
                 kept = [row[0] for row in db.execute("SELECT id FROM deliveries ORDER BY received")]
     assert kept == ["d4", "d5"]
     assert sorted(number for _, number, _ in fake.label_posts) == [1, 2, 3, 4, 5]
+
+
+def test_the_service_in_suggest_mode_keeps_one_comment_through_a_failed_request_and_a_second_delivery(run_dir, tmp_path):
+    from issuelab.policy import PolicyConfig
+
+    with FakeGitHub(token=TOKEN) as fake:
+        fake.add_issue(REPO, make_issue(1, "crash with a traceback", "it fails with an exception"))
+        fault = fake.fail(status=502, method="POST", path_contains="/comments")  # the first comment POST fails: the job is retried
+        app = make_app(run_dir, fake, tmp_path / "state.sqlite3")
+        app.github_labeler = GitHubLabeler(Labeler.load(run_dir), app.github_labeler.client,
+                                           PolicyConfig(suggest=True, suggest_scale=0.01, skip_labeled=False))  # fmt: skip
+        with Service(app) as svc:
+            assert svc.post(payload(1), delivery="d-1")[0] == 202
+            svc.wait_idle()
+            assert svc.post(payload(1), delivery="d-2")[0] == 202  # a second delivery for the same issue, later
+            svc.wait_idle()
+        assert len(fake.comments[(REPO, 1)]) == 1 and "bug" in fake.issue_labels(REPO, 1)
+        assert [method for method, _, _ in fake.comment_writes].count("POST") == 1 and fault.seen >= 1 and fault.times == 0
