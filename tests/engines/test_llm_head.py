@@ -70,6 +70,17 @@ def test_head_reloads_identically_from_safetensors(trained):
     saved = {p.relative_to(run / "model").as_posix() for p in (run / "model").rglob("*") if p.is_file()}
     assert {"head.safetensors", "adapter/adapter_model.safetensors", "engine.json"} <= saved
     assert not [p for p in saved if p.endswith((".bin", ".pt", ".pkl"))]
+    assert_evidence_names_issues_carrying_the_label(loaded, labeler, test[0], make_issues(240, seed=5))
+
+
+def assert_evidence_names_issues_carrying_the_label(loaded, labeler, issue, issues):
+    """`explain`: the training issues closest to this one in the model's pooled states, among those carrying
+    each label (make_issues ids are 1-based); the same after loading the run."""
+    evidence = loaded.explain(issue, issue.labels)
+    for label, (line,) in evidence.items():
+        named = [int(ref.split(" ")[0]) for ref in line.removeprefix("similar labeled issues: ").split(", ")]
+        assert len(named) == 3 and all(label in issues[n - 1].labels for n in named)
+    assert evidence == labeler.explain(issue, issue.labels)
 
 
 def test_head_on_single_label_data_gives_distributions(tiny_base, tmp_path):
@@ -107,7 +118,8 @@ def test_frozen_head_learns_from_the_first_layer_and_reloads(tiny_base, tmp_path
     assert len(loaded.engine.backbone.layers) == 1
     assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(scores, abs=1e-6)
     saved = {p.name for p in (tmp_path / "run" / "model").rglob("*") if p.is_file()}
-    assert saved == {"head.safetensors", "engine.json"}  # no adapter: the backbone is the base model's
+    assert saved == {"head.safetensors", "engine.json", "examples.npz"}  # no adapter: the backbone is the base model's
+    assert_evidence_names_issues_carrying_the_label(loaded, labeler, issues[200], issues)
 
 
 def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):

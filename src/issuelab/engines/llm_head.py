@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Issue, write_json
+from ..data import Issue, issue_reference, write_json
 from ..errors import IssuelabError
 from ..llm.adapter import AdapterOptions, lora_config, micro_batch, require_lora_extra
 from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_id, resolve_base_model
@@ -58,6 +58,11 @@ def issue_ids(tokenizer, issue: Issue, max_tokens: int) -> list[int]:
     head = tokenizer(f"{issue.title}\n\n", add_special_tokens=True)["input_ids"][:max_tokens]
     body = tokenizer(issue.body or "", add_special_tokens=False)["input_ids"]
     return head + body[: max(0, max_tokens - len(head))]
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.clip(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12, None)
 
 
 def make_head(hidden: int, labels: int):
@@ -168,6 +173,7 @@ class HeadEngine(BaseEngine):
         )  # fmt: skip
         self.backbone.eval()
         seconds = time.perf_counter() - started
+        self._keep_examples(train, self._all_pooled(train, progress="head: reading issues for explanations"))
         self.info = {
             "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
             "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),
@@ -181,11 +187,32 @@ class HeadEngine(BaseEngine):
         self.mean, self.scale = features.mean(0), features.std(0) + 1e-6
         standardised = (features - self.mean) / self.scale
         self.coef, self.intercept = fit_logistic_heads(standardised, gold_matrix(train, self.labels), self.options.C, True, seed)
+        self._keep_examples(train, features)
         seconds = time.perf_counter() - started
         self.info = {
             "base_model": self.base.to_json(), "multi_label": self.multi_label, "finetuned": False,
             "train_seconds": round(seconds, 1), "seconds_per_example": round(seconds / max(1, len(train)), 3),
         }  # fmt: skip
+
+    def _keep_examples(self, issues: list[Issue], features: np.ndarray) -> None:
+        """The training issues as the model reads them (pooled states less their mean, normalised, float16),
+        with their labels and references: the similar labeled issues `explain` shows."""
+        self.example_center = features.mean(axis=0).astype(np.float32) if len(features) else np.zeros(features.shape[1], np.float32)
+        self.examples = _normalised(features - self.example_center).astype(np.float16)
+        self.example_labels = gold_matrix(issues, self.labels)
+        self.example_ids = np.array([issue_reference(issue) for issue in issues], dtype=str)
+
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """Per label, the training issues carrying it whose pooled states are closest to this issue's."""
+        if not len(getattr(self, "examples", ())):
+            return {label: [] for label in labels}
+        similar = self.examples.astype(np.float32) @ _normalised(self._all_pooled([issue]) - self.example_center)[0]
+        evidence = {}
+        for label in labels:
+            carrying = np.flatnonzero(self.example_labels[:, self.labels.index(label)])
+            nearest = carrying[np.argsort(-similar[carrying])[:top]]
+            evidence[label] = ["similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({similar[i]:.2f})" for i in nearest)] if len(nearest) else []
+        return evidence
 
     def _loss(self, logits, y):
         return classification_loss(logits, y, self.multi_label)
@@ -257,6 +284,7 @@ class HeadEngine(BaseEngine):
         else:
             weights = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
         save_file({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}, directory / "head.safetensors")
+        np.savez(directory / "examples.npz", examples=self.examples, labels=self.example_labels, ids=self.example_ids, center=self.example_center)
         write_json(directory / "engine.json",
                    {"options": asdict(self.options), "labels": self.labels, "multi_label": self.multi_label, "info": self.info})  # fmt: skip
 
@@ -279,6 +307,10 @@ class HeadEngine(BaseEngine):
         backbone = load_backbone(base.path, options.layers)
         weights = load_file(directory / "head.safetensors")
         dtype = inference_dtype(options.inference_dtype, engine.device)
+        if (directory / "examples.npz").exists():  # runs written before explanations have none
+            with np.load(directory / "examples.npz", allow_pickle=False) as examples:
+                engine.examples, engine.example_labels = examples["examples"], examples["labels"].astype(bool)
+                engine.example_ids, engine.example_center = examples["ids"], examples["center"]
         if not engine.finetuned:
             engine.backbone = backbone.to(engine.device, dtype).eval()
             engine.mean, engine.scale = weights["mean"].astype(np.float64), weights["scale"].astype(np.float64)
