@@ -164,6 +164,11 @@ def test_save_load_gives_the_same_answers(toy, trained, tmp_path):
     test = make_issues(20, seed=7)
     assert loaded.engine.generate(test) == labeler.engine.generate(test)
     np.testing.assert_allclose(loaded.engine.predict_scores(test), labeler.engine.predict_scores(test), atol=1e-4)
+    answer = loaded.engine.generate(test[:1])[0]
+    evidence = loaded.explain(test[0], loaded.label_names)  # the model's own answer, and whether it names each label
+    named = {label for label, (line,) in evidence.items() if line.endswith("(names it)")}
+    assert all(line.startswith(f"the model's answer: {answer!r}") for (line,) in evidence.values())
+    assert named == {name.strip() for name in answer.split(",")}
 
 
 def test_adapter_exports_to_a_llama_cpp_lora_gguf(toy, trained, tmp_path):

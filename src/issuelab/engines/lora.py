@@ -257,6 +257,13 @@ class LoraEngine(BaseEngine):
             return [", ".join(names[k] for k in self.decoder.constrained(i)[0]) for i in issues]
         return [self.decoder.unconstrained(i) for i in issues]
 
+    def explain(self, issue: Issue, labels: list[str], names: list[str], top: int = 3) -> dict[str, list[str]]:
+        """What a generative model can show for itself: its own (constrained) answer, and whether it names the label."""
+        (answer,) = self.generate([issue])
+        said = {name.strip() for name in answer.split(",")}
+        return {label: [f"the model's answer: {answer!r} ({'names it' if label in said else 'does not name it; scored by its token probabilities'})"]
+                for label in labels}  # fmt: skip
+
     def shared_files(self) -> list[Path]:
         return [self.base.path] if self.base else []  # the base model, from the model cache
 
