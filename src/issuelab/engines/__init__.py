@@ -89,6 +89,16 @@ class Engine(Protocol):
     def load(cls, directory: Path) -> Engine: ...
 
 
+def similar_labeled(similar: np.ndarray, example_labels: np.ndarray, example_ids, label_index: int, top: int = 3) -> list[str]:
+    """Evidence for one label: the `top` training issues carrying it with the highest `similar` (one score per
+    training issue), as "similar labeled issues: REF (0.83), ..."; nothing when no training issue carries it."""
+    import numpy as np
+
+    carrying = np.flatnonzero(example_labels[:, label_index])
+    nearest = carrying[np.argsort(-similar[carrying], kind="stable")[:top]]
+    return ["similar labeled issues: " + ", ".join(f"{example_ids[i]} ({float(similar[i]):.2f})" for i in nearest)] if len(nearest) else []
+
+
 class BaseEngine:
     """What engines share: out-of-fold fitting by refitting a fresh copy of the engine on each fold."""
 

@@ -27,7 +27,7 @@ from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from ..runtime import device
-from . import BaseEngine, EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task, similar_labeled
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
 from .torch_loop import train_loop
 
@@ -184,12 +184,7 @@ class EmbedEngine(BaseEngine):
         if not len(getattr(self, "examples", ())):
             return {label: [] for label in labels}
         similar = self.examples.astype(np.float32) @ self._embed_all([issue])[0]
-        evidence = {}
-        for label in labels:
-            carrying = np.flatnonzero(self.example_labels[:, self.labels.index(label)])
-            nearest = carrying[np.argsort(-similar[carrying])[:top]]
-            evidence[label] = ["similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({similar[i]:.2f})" for i in nearest)] if len(nearest) else []
-        return evidence
+        return {label: similar_labeled(similar, self.example_labels, self.example_ids, self.labels.index(label), top) for label in labels}
 
     def _fit_frozen(self, train: list[Issue], gold: np.ndarray, seed: int) -> None:
         self.coef, self.intercept = fit_logistic_heads(self._embed_all(train), gold, self.options.C, True, seed)

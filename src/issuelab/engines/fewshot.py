@@ -39,7 +39,7 @@ from ..data import Issue, issue_reference, write_json
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
-from . import BaseEngine, EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task, similar_labeled
 from .embed import EmbedEngine, EmbedOptions
 from .linear_heads import probabilities
 
@@ -143,17 +143,10 @@ class FewshotEngine(BaseEngine):
         """Per label, how close the issue is to the label's description, and its most similar labeled
         issues that carry the label (with their similarity)."""
         x = self._centred(self.encoder.embed([issue]))[0]
-        evidence = {}
-        for label in labels:
-            k = self.labels.index(label)
-            lines = [f"description: similarity {float(x @ self.label_vectors[k]):.2f}"]
-            carrying = np.flatnonzero(self.example_labels[:, k])
-            if len(carrying):
-                similar = self.examples[carrying] @ x
-                nearest = carrying[np.argsort(-similar)[:top]]
-                lines.append("similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({float(self.examples[i] @ x):.2f})" for i in nearest))
-            evidence[label] = lines
-        return evidence
+        similar = self.examples @ x if len(self.examples) else np.zeros(0)
+        return {label: [f"description: similarity {float(x @ self.label_vectors[k]):.2f}",
+                        *similar_labeled(similar, self.example_labels, self.example_ids, k, top)]
+                for label, k in ((label, self.labels.index(label)) for label in labels)}  # fmt: skip
 
     def shared_files(self) -> list[Path]:
         return [encoder_path(self.options.model)]

@@ -27,7 +27,7 @@ from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_i
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from ..runtime import device as default_device
-from . import BaseEngine, EngineInfo, Task
+from . import BaseEngine, EngineInfo, Task, similar_labeled
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
 from .torch_loop import train_loop
 
@@ -207,12 +207,7 @@ class HeadEngine(BaseEngine):
         if not len(getattr(self, "examples", ())):
             return {label: [] for label in labels}
         similar = self.examples.astype(np.float32) @ _normalised(self._all_pooled([issue]) - self.example_center)[0]
-        evidence = {}
-        for label in labels:
-            carrying = np.flatnonzero(self.example_labels[:, self.labels.index(label)])
-            nearest = carrying[np.argsort(-similar[carrying])[:top]]
-            evidence[label] = ["similar labeled issues: " + ", ".join(f"{self.example_ids[i]} ({similar[i]:.2f})" for i in nearest)] if len(nearest) else []
-        return evidence
+        return {label: similar_labeled(similar, self.example_labels, self.example_ids, self.labels.index(label), top) for label in labels}
 
     def _loss(self, logits, y):
         return classification_loss(logits, y, self.multi_label)
