@@ -63,82 +63,74 @@ def plot_per_label_f1(comparison: Comparison, path: Path) -> None:
     fig.savefig(path)
 
 
-def precision_recall_curve(result: EngineResult, gold: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Micro precision and recall when every score at or above t is a label (multi-label), or when the
-    top label is given only at or above t (single-label). Precision is nan where nothing is predicted."""
+SWEEP = np.linspace(0, 1, 101)  # the thresholds the report's curves are drawn over
+
+
+def threshold_sweep(result: EngineResult, gold: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Micro precision, recall and coverage (the share of issues given a label) when every score at or above
+    t is a label (multi-label), or when the top label is given only at or above t (single-label).
+    Precision is nan where nothing is predicted."""
     top = None if result.multi_label else labels_at(result.scores, multi_label=False)
-    precision, recall = [], []
+    precision, recall, coverage = [], [], []
     total_gold = max(1, int(gold.sum()))
     for t in thresholds:
         predicted = labels_at(result.scores, True, t) if top is None else top & labels_at(result.scores, True, t)
         hits = int((predicted & gold).sum())
         precision.append(hits / predicted.sum() if predicted.sum() else np.nan)
         recall.append(hits / total_gold)
-    return np.array(precision), np.array(recall)
+        coverage.append(predicted.any(axis=1).mean())
+    return np.array(precision), np.array(recall), np.array(coverage)
 
 
-def plot_precision_recall(comparison: Comparison, path: Path) -> None:
-    gold = multi_hot(comparison.gold, comparison.label_names)
-    thresholds = np.linspace(0, 1, 101)
-    fig = _figure(8, 4.5)
-    ax = fig.add_subplot()
-    for k, result in enumerate(comparison.results):
-        precision, recall = precision_recall_curve(result, gold, thresholds)
-        color = COLORS[k % len(COLORS)]
-        ax.plot(thresholds, precision, color=color, label=f"{result.engine} precision")
-        ax.plot(thresholds, recall, color=color, linestyle="--", label=f"{result.engine} recall")
-    ax.set_xlim(0, 1)
+def precision_recall_curve(result: EngineResult, gold: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return threshold_sweep(result, gold, thresholds)[:2]
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, legend_columns: int, path: Path) -> None:
+    """The axes and legend every curve plot of the report shares, then the file."""
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("score threshold (the same for every label)")
-    ax.set_ylabel("micro-averaged")
-    ax.set_title("Precision (solid) and recall (dashed) against the threshold")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(4, 2 * len(comparison.results)), fontsize="small")
+    fig.legend(loc="outside lower center", ncols=min(4, legend_columns), fontsize="small")
     fig.savefig(path)
 
 
-def coverage_curve(result: EngineResult, thresholds: np.ndarray) -> np.ndarray:
-    """The share of issues given at least one label at each threshold (as `precision_recall_curve` decides)."""
-    top = None if result.multi_label else labels_at(result.scores, multi_label=False)
-    return np.array([(labels_at(result.scores, True, t) if top is None else top & labels_at(result.scores, True, t)).any(axis=1).mean()
-                     for t in thresholds])  # fmt: skip
+def plot_precision_recall(comparison: Comparison, sweeps: list, path: Path) -> None:
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    for k, (result, (precision, recall, _)) in enumerate(zip(comparison.results, sweeps)):
+        color = COLORS[k % len(COLORS)]
+        ax.plot(SWEEP, precision, color=color, label=f"{result.engine} precision")
+        ax.plot(SWEEP, recall, color=color, linestyle="--", label=f"{result.engine} recall")
+    ax.set_xlim(0, 1)
+    _finish(fig, ax, "score threshold (the same for every label)", "micro-averaged",
+            "Precision (solid) and recall (dashed) against the threshold", 2 * len(comparison.results), path)  # fmt: skip
 
 
 PRECISION_TARGETS = (0.8, 0.9, 0.95)
 
 
-def _precision_target_rows(comparison: Comparison) -> list[list[str]]:
+def _precision_target_rows(comparison: Comparison, sweeps: list) -> list[list[str]]:
     """Per engine, the most issues it labels (one threshold for every label) at each precision target."""
-    gold, thresholds = multi_hot(comparison.gold, comparison.label_names), np.linspace(0, 1, 101)
     rows = []
-    for result in comparison.results:
-        precision, _ = precision_recall_curve(result, gold, thresholds)
-        coverage = coverage_curve(result, thresholds)
-        cells = []
-        for target in PRECISION_TARGETS:
-            reached = coverage[np.nan_to_num(precision) >= target]
-            cells.append(f"{reached.max():.0%} of issues" if len(reached) else "not reached")
-        rows.append([result.engine, *cells])
+    for result, (precision, _, coverage) in zip(comparison.results, sweeps):
+        reached = [coverage[np.nan_to_num(precision) >= target] for target in PRECISION_TARGETS]
+        rows.append([result.engine, *(f"{r.max():.0%} of issues" if len(r) else "not reached" for r in reached)])
     return rows
 
 
-def plot_precision_coverage(comparison: Comparison, path: Path) -> None:
-    gold, thresholds = multi_hot(comparison.gold, comparison.label_names), np.linspace(0, 1, 101)
+def plot_precision_coverage(comparison: Comparison, sweeps: list, path: Path) -> None:
     fig = _figure(6.5, 4.5)
     ax = fig.add_subplot()
-    for k, result in enumerate(comparison.results):
-        precision, _ = precision_recall_curve(result, gold, thresholds)
-        ax.plot(coverage_curve(result, thresholds), precision, color=COLORS[k % len(COLORS)], label=result.engine)
+    for k, (result, (precision, _, coverage)) in enumerate(zip(comparison.results, sweeps)):
+        ax.plot(coverage, precision, color=COLORS[k % len(COLORS)], label=result.engine)
     for target in PRECISION_TARGETS:
         ax.axhline(target, color="#999", linewidth=0.6, linestyle=":")
     ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("share of issues given at least one label")
-    ax.set_ylabel("precision of the labels given")
-    ax.set_title("Precision against coverage (one threshold for every label, swept from 0 to 1)")
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncols=min(4, len(comparison.results)), fontsize="small")
-    fig.savefig(path)
+    _finish(fig, ax, "share of issues given at least one label", "precision of the labels given",
+            "Precision against coverage (one threshold for every label, swept from 0 to 1)", len(comparison.results), path)  # fmt: skip
 
 
 def cooccurrence(gold: list[list[str]], predicted: list[list[str]], labels: list[str]) -> np.ndarray:
@@ -284,9 +276,12 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
     out.mkdir(parents=True, exist_ok=True)
     plots = {"per-label F1": out / "per-label-f1.png", "precision and recall against the threshold": out / "precision-recall.png"}
     plot_per_label_f1(comparison, plots["per-label F1"])
-    plot_precision_recall(comparison, plots["precision and recall against the threshold"])
+    gold = multi_hot(comparison.gold, comparison.label_names)
+    sweeps = [threshold_sweep(result, gold, SWEEP) for result in comparison.results]  # one pass per engine, for two plots and a table
+    plot_precision_recall(comparison, sweeps, plots["precision and recall against the threshold"])
     plots["precision against coverage"] = out / "precision-coverage.png"
-    plot_precision_coverage(comparison, plots["precision against coverage"])
+    plot_precision_coverage(comparison, sweeps, plots["precision against coverage"])
+    precision_rows = _precision_target_rows(comparison, sweeps)
     if any(r.learning_curve for r in comparison.results):
         plots["learning curve"] = out / "learning-curve.png"
         plot_learning_curve(comparison, plots["learning curve"])
@@ -305,7 +300,7 @@ def write_report(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]
         "## Metrics (the seed's table; differences against the first engine)", f"```\n{seed_table}\n```",
         "## Cost and calibration", _md_table(COST_HEADER, _cost_rows(comparison)), NOTES,
         "## F1 per label", _md_table(label_header, label_rows),
-        "## Precision and coverage", PRECISION_NOTE, _md_table(PRECISION_HEADER, _precision_target_rows(comparison)),
+        "## Precision and coverage", PRECISION_NOTE, _md_table(PRECISION_HEADER, precision_rows),
         "## Plots", *(f"### {title}\n\n![{title}]({path.name})" for title, path in plots.items()),
     ])  # fmt: skip
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
@@ -339,7 +334,7 @@ img {{ max-width: 100%; display: block; margin: 1em 0; }}
 {_html_table(label_header, label_rows)}
 <h2>Precision and coverage</h2>
 <p>{html.escape(PRECISION_NOTE)}</p>
-{_html_table(PRECISION_HEADER, _precision_target_rows(comparison))}
+{_html_table(PRECISION_HEADER, precision_rows)}
 <h2>Plots</h2>
 {"".join(f"<h3>{html.escape(title)}</h3>{image(path)}" for title, path in plots.items())}
 </body></html>

@@ -16,6 +16,7 @@ labeler tunes per-label thresholds on the combined scores afterwards.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 from collections.abc import Callable
@@ -135,15 +136,16 @@ class EnsembleEngine:
         gold = gold_matrix(train, task.label_names)
         min_labels = 1 if all(issue.labels for issue in train) else 0
 
+        @functools.cache  # weights tuple -> F1: the grid, the members alone and equal weights overlap
         def quality(weights) -> float:
             return _best_threshold_f1(self._combine(member_scores, weights), gold, self.multi_label, min_labels)
 
         n = len(self.members)
         alone = [quality(tuple(float(k == j) for k in range(n))) for j in range(n)]
+        equal = tuple(1 / n for _ in range(n))
         if self.options.weights:
             self.weights, how = tuple(self.options.weights), "weights given"
         else:
-            equal = tuple(1 / n for _ in range(n))
             best = max(_grid(n), key=lambda w: (quality(w), -np.std(w)))
             if quality(best) > quality(equal) + WEIGHTING_MARGIN:
                 self.weights, how = best, f"weights chosen on out-of-fold scores (beat equal weights by more than {WEIGHTING_MARGIN})"
@@ -152,7 +154,7 @@ class EnsembleEngine:
             else:
                 self.weights, how = equal, f"equal weights: no weighting beat them by more than {WEIGHTING_MARGIN} out of fold"
         out_of_fold = {name: round(f, 5) for name, f in zip(member_names(self.options.engines), alone)}
-        self._record(how, out_of_fold | {"equal": round(quality(tuple(1 / n for _ in range(n))), 5), "mix": round(quality(self.weights), 5)})
+        self._record(how, out_of_fold | {"equal": round(quality(equal), 5), "mix": round(quality(self.weights), 5)})
         return self._combine(member_scores, self.weights)
 
     def _record(self, how: str, out_of_fold_f1: dict | None = None) -> None:

@@ -63,7 +63,7 @@ def run_action(
     if isinstance(target, str):
         return target
     labeler = Labeler.load(model_dir)
-    decision = GitHubLabeler(labeler, client or GitHubClient(), policy).label_issue(target.repo, target.number)
+    decision = GitHubLabeler(labeler, client or GitHubClient(), policy, explain=True).label_issue(target.repo, target.number)
     append_step_summary(job_summary(target.repo, target.number, decision, Path(model_dir).name))
     write_step_outputs({"labels": json.dumps(decision.labels, ensure_ascii=False), "decision": decision.action})
     return decision

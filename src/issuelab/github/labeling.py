@@ -23,10 +23,13 @@ from .events import issue_state
 class GitHubLabeler:
     """A loaded run plus the policy, ready to label issues; safe to share between threads."""
 
-    def __init__(self, labeler: Labeler, client: GitHubClient, policy: PolicyConfig | None = None):
+    def __init__(self, labeler: Labeler, client: GitHubClient, policy: PolicyConfig | None = None, explain: bool = False):
         self.labeler = labeler
         self.client = client
         self.policy = policy or labeler.policy
+        # Evidence costs a second pass for some engines (a whole decode for lora): computed only where it is
+        # shown, for every label in the Action's job summary (`explain`), for suggested ones in the comment.
+        self.explain = explain
         self.aliases = labeler.aliases
         self._predict_lock = threading.Lock()  # engines keep per-call state (the lora decoder's cache)
 
@@ -45,7 +48,7 @@ class GitHubLabeler:
         with self._predict_lock:
             scores = self.labeler.scores([text])[0]
             decision = decide(state, scores, names, self.labeler.thresholds, self.labeler.multi_label, self.policy, self.aliases)
-            explained = [name for name in decision.labels if name in names] + [name for name, _ in decision.suggested]
+            explained = [name for name in decision.labels if name in names and self.explain] + [name for name, _ in decision.suggested]
             decision.evidence = self.labeler.explain(text, explained) if explained else {}
         if decision.action == "label" and not self.policy.dry_run:
             self.client.add_labels(repo, number, decision.labels)
