@@ -21,15 +21,18 @@ import argparse
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, write_report
+from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import load_config
 from issuelab.engines.ensemble import normalise_rows
-from issuelab.engines.registry import create_engine
+from issuelab.engines.registry import create_engine, engine_class
 from issuelab.importers import import_issues
 from issuelab.metrics import score_outputs
 from issuelab.options import parse_setting
@@ -50,29 +53,47 @@ def parse_member(spec: str) -> tuple[str, str, dict, int]:
     return name, engine, settings, seeds
 
 
+COSTS = ("train_seconds", "train_cpu_seconds", "p50_ms", "run_mb")  # per seed; NaN where not measured
+LATENCY_ISSUES = 20
+
+
 def member_scores(name, engine, options, seeds, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
-    """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK."""
+    """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK.
+    Costs add up over seeds, except the shared base models."""
     runs = [seed_scores(name if seed == 0 else f"{name}-seed{seed}", engine, options, seed, repo, data, config, cache)
             for seed in range(seeds)]  # fmt: skip
-    info = {"train_seconds": round(sum(seconds for _, seconds, _ in runs), 1), "cached": all(c for _, _, c in runs)}
-    return sum(normalise_rows(scores) for scores, _, _ in runs) / seeds, info
+    info = {key: round(sum(costs[key] for _, costs in runs), 1) for key in COSTS}
+    info["shared"] = sorted({path for _, costs in runs for path in costs["shared"]})
+    info["cached"] = all(costs["cached"] for _, costs in runs)
+    return sum(normalise_rows(scores) for scores, _ in runs) / seeds, info
 
 
-def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> tuple[np.ndarray, float, bool]:
+def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
+    """Test scores and costs of one trained member: training wall and CPU seconds (all threads), the saved
+    run reloaded and timed on one issue per call (p50 over 20 test issues, after one warm-up), its size
+    and that of the base models it shares."""
     path = cache / f"{key}--{repo.replace('/', '--')}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
-            return saved["scores"], float(saved["train_seconds"]), True
+            costs = {k: float(saved[k]) if k in saved else float("nan") for k in COSTS}
+            return saved["scores"], costs | {"shared": list(saved["shared"]) if "shared" in saved else [], "cached": True}
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     model = create_engine(engine, {**config.engine_options(engine), **options}, config.train.engine_options)
     model.fit(train, None, make_task(config, train), seed)
-    train_seconds = time.perf_counter() - started
-    scores = model.predict_scores(test)
+    costs = {"train_seconds": time.perf_counter() - started, "train_cpu_seconds": time.process_time() - cpu_started}
+    with tempfile.TemporaryDirectory() as directory:
+        model.save(Path(directory))
+        loaded = engine_class(engine).load(Path(directory))
+        costs["run_mb"] = directory_bytes(Path(directory)) / 1e6
+    costs["shared"] = np.array([str(p) for p in loaded.shared_files()], dtype=str)
+    # Timed before the test set is scored: a frozen encoder's in-process cache would answer those from memory.
+    costs["p50_ms"] = 1000 * measure_latency(SimpleNamespace(predict=loaded.predict_scores), test[1:], LATENCY_ISSUES)[0]
+    scores = loaded.predict_scores(test)
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, scores=scores, train_seconds=train_seconds)
-    return scores, train_seconds, False
+    np.savez(path, scores=scores, **costs)
+    return scores, costs | {"shared": list(costs["shared"]), "cached": False}
 
 
 def main() -> int:
@@ -83,6 +104,7 @@ def main() -> int:
     parser.add_argument("--scores", default=str(ROOT / ".benchmarks/nlbse24-scores"), help="cache of test scores")
     parser.add_argument("--step", type=float, default=0.1, help="grid step of the mixing weights")
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--plot", metavar="PNG", help="draw F1 against training and answering cost here")
     args = parser.parse_args()
 
     config = load_config(NLBSE_CONFIG)
@@ -105,7 +127,7 @@ def main() -> int:
             mixed = sum(w / grid_points * scores[name] for w, (name, *_) in zip(weights, members))
             outputs = [names[k] for k in mixed.argmax(axis=1)]
             mixes[weights] = score_outputs(repo, gold, outputs, names).macro_f1
-        per_repo[repo] = {"mixes": mixes, "members": info}
+        per_repo[repo] = {"mixes": mixes, "members": info, "scores": scores, "gold": gold}
 
     def cross(weights) -> float:
         return statistics.mean(r["mixes"][weights] for r in per_repo.values())
@@ -130,11 +152,75 @@ def main() -> int:
         table[label] = {"weights": dict(zip(member_names, [w / grid_points for w in weights])),
                         "per_repo": {r: round(c, 4) for r, c in zip(per_repo, cells)},
                         "cross_repo": round(cross(weights), 4)}  # fmt: skip
+    frontier = cost_and_quality(per_repo, member_names, names)
+    print_frontier(frontier)
+    if args.plot:
+        plot_frontier(frontier, args.plot)
     write_report(args.json, {
         "machine": machine(), "members": args.member or DEFAULT_MEMBERS, "table": table,
-        "train_seconds": {r: {n: v["members"][n]["train_seconds"] for n in member_names} for r, v in per_repo.items()},
+        "costs": {r: {n: {k: v["members"][n][k] for k in COSTS} for n in member_names} for r, v in per_repo.items()},
+        "frontier": frontier,
     })  # fmt: skip
     return 0
+
+
+def cost_and_quality(per_repo: dict, member_names: list[str], names: list[str]) -> list[dict]:
+    """Every subset of the members, equal weights: cross-repo F1 beside what it costs per repository (means
+    over the repositories of the members' sums): training CPU minutes (all threads) and wall minutes,
+    p50 ms to answer one issue (the members answer one after another), run size and the base models it
+    loads. `frontier`: no cheaper subset (in training CPU time) scores as high."""
+    rows = []
+    for size in range(1, len(member_names) + 1):
+        for subset in itertools.combinations(member_names, size):
+            f1 = statistics.mean(
+                score_outputs(repo, r["gold"], [names[k] for k in (sum(r["scores"][n] for n in subset) / size).argmax(axis=1)], names).macro_f1
+                for repo, r in per_repo.items())  # fmt: skip
+            cost = {key: statistics.mean(sum(r["members"][n][key] for n in subset) for r in per_repo.values()) for key in COSTS}
+            shared = {path for r in per_repo.values() for n in subset for path in r["members"][n]["shared"]}
+            rows.append({
+                "members": list(subset), "cross_repo": round(f1, 4), "train_cpu_minutes": round(cost["train_cpu_seconds"] / 60, 2),
+                "train_minutes": round(cost["train_seconds"] / 60, 2), "p50_ms": round(cost["p50_ms"], 1),
+                "run_mb": round(cost["run_mb"], 1), "base_models_mb": round(sum(directory_bytes(Path(p)) for p in shared) / 1e6, 1),
+            })  # fmt: skip
+    rows.sort(key=lambda row: (row["train_cpu_minutes"], -row["cross_repo"]))
+    best = -1.0
+    for row in rows:
+        row["frontier"] = row["cross_repo"] > best
+        best = max(best, row["cross_repo"])
+    return rows
+
+
+def print_frontier(rows: list[dict]) -> None:
+    print(f"\n{'members (equal weights)':<40} {'F1':>7} {'CPU min':>8} {'wall min':>8} {'p50 ms':>7} {'run MB':>7} {'base MB':>8}  frontier")
+    for r in rows:
+        print(f"{' + '.join(r['members']):<40} {r['cross_repo']:>7.4f} {r['train_cpu_minutes']:>8.2f} {r['train_minutes']:>8.2f} "
+              f"{r['p50_ms']:>7.1f} {r['run_mb']:>7.1f} {r['base_models_mb']:>8.1f}  {'*' if r['frontier'] else ''}")  # fmt: skip
+
+
+def plot_frontier(rows: list[dict], path: str) -> None:
+    """F1 against training CPU minutes and against answering time per issue, the frontier joined."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, label in ((axes[0], "train_cpu_minutes", "training, CPU minutes per repository (log)"),
+                           (axes[1], "p50_ms", "answering one issue, p50 ms (log)")):  # fmt: skip
+        ax.scatter([r[key] for r in rows], [r["cross_repo"] for r in rows], s=14, color="0.6")
+        front = sorted((r for r in rows if r["frontier"]), key=lambda r: r[key]) if key == "train_cpu_minutes" else []
+        ax.plot([r[key] for r in front], [r["cross_repo"] for r in front], "o-", color="C0", label="frontier (training cost)")
+        for r in rows:
+            if r["frontier"] or len(r["members"]) == 1:
+                ax.annotate(" + ".join(r["members"]), (r[key], r["cross_repo"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("NLBSE'24 cross-repo macro F1")
+    axes[0].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

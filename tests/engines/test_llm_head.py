@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from issuelab.config import parse_config
-from issuelab.engines.llm_head import HeadOptions, issue_ids
+from issuelab.engines.llm_head import HeadOptions, issue_ids, layer_view
 from issuelab.labeler import Labeler
 from issuelab.train import train_run
 
@@ -122,6 +122,48 @@ def test_frozen_head_learns_from_the_first_layer_and_reloads(tiny_base, tmp_path
     assert_evidence_names_issues_carrying_the_label(loaded, labeler, issues[200], issues)
 
 
+def test_layer_views_compose_to_the_whole_backbone():
+    """Frozen layers cached, trained layers on top: layers 0..k-1 then k..n-1 (each reading the other's
+    states) give the whole model's output, padding and a sliding-window layer above the cut included."""
+    import torch
+    from transformers import Gemma3TextConfig, Gemma3TextModel
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=8, pad_token_id=0,
+        layer_types=["full_attention", "sliding_attention", "sliding_attention", "full_attention"],
+    )  # fmt: skip
+    backbone = Gemma3TextModel(config).eval()
+    ids = torch.randint(3, 50, (2, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 25:] = 0
+    with torch.no_grad():
+        whole = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        for cut in (1, 2, 3):
+            states = layer_view(backbone, 0, cut, final_norm=False)(input_ids=ids, attention_mask=mask).last_hidden_state
+            top = layer_view(backbone, cut, 4, final_norm=True)(inputs_embeds=states, attention_mask=mask).last_hidden_state
+            assert torch.allclose(top[0], whole[0], atol=1e-5) and torch.allclose(top[1, :25], whole[1, :25], atol=1e-5)
+    assert len(backbone.layers) == 4 and backbone.config.num_hidden_layers == 4  # the views left it whole
+
+
+def test_head_with_cached_frozen_layers_trains_the_top_layer_only_and_reloads(tiny_base, tmp_path):
+    from safetensors import safe_open
+
+    issues = make_issues(240, seed=5)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(train_layers=1)
+    labeler, _ = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="head")
+    assert labeler.manifest["engine_info"]["frozen_layers_cached"] == 1
+    assert micro_f1(labeler, issues[200:]) > 0.6  # the commonest label alone: about 0.45
+    with safe_open(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+        layers = {key.split("layers.")[1].split(".")[0] for key in adapter.keys()}
+    assert layers == {"1"}  # LoRA in the top layer only; layer 0 is the base model's
+    loaded = Labeler.load(tmp_path / "run")
+    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(labeler.engine.predict_scores(issues[200:]), abs=1e-5)
+    assert loaded.explain(issues[200], issues[200].labels) == labeler.explain(issues[200], issues[200].labels)
+
+
 def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
     from issuelab.errors import IssuelabError
 
@@ -129,6 +171,9 @@ def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
     config.train.engine_options["head"].update(finetune="no", layers=3)
     with pytest.raises(IssuelabError, match="layers = 3, but the base model has 2 decoder layers"):
         train_run(config, make_issues(40, seed=1), None, tmp_path / "run", engine="head")
+    config.train.engine_options["head"].update(finetune="yes", layers=1, train_layers=2)
+    with pytest.raises(IssuelabError, match="train_layers = 2, but only 1 decoder layers are run"):
+        train_run(config, make_issues(40, seed=1), None, tmp_path / "run2", engine="head")
 
 
 def test_head_options_are_checked():

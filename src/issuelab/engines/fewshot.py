@@ -77,10 +77,10 @@ class FewshotEngine(BaseEngine):
         self.options = options or FewshotOptions()
         self.info: EngineInfo = {}
 
-    def _encoder(self, for_answering: bool = False) -> EmbedEngine:
+    def _encoder(self) -> EmbedEngine:
         opts = self.options
         encoder = EmbedEngine(EmbedOptions(model=opts.model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
-        encoder.load_frozen(for_answering)
+        encoder.load_frozen()
         return encoder
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
@@ -169,5 +169,5 @@ class FewshotEngine(BaseEngine):
             engine.center = vectors["center"] if "center" in vectors else np.zeros(engine.label_vectors.shape[1], np.float32)
             engine.example_ids = vectors["example_ids"] if "example_ids" in vectors else np.array([f"#{k}" for k in range(len(engine.examples))])
         engine._prepare()
-        engine.encoder = engine._encoder(for_answering=True)
+        engine.encoder = engine._encoder()
         return engine

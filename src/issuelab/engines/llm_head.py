@@ -2,7 +2,9 @@
 the issue once; its hidden states, mean-pooled over the issue's tokens and layer-normalised, go
 through a linear layer with one output per label. LoRA adapts the backbone, the head is trained in
 full: binary cross-entropy for multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
-answering costs the prefill only and every label gets a score.
+answering costs the prefill only and every label gets a score. With `train_layers = N` LoRA adapts the
+top N layers only: the frozen layers below read each training issue once, and every epoch starts from
+their cached output, so training costs what the top layers cost.
 
 Input: the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays.
 The run directory holds the LoRA adapter (PEFT safetensors), the head (safetensors) and engine.json;
@@ -42,14 +44,15 @@ class HeadOptions(AdapterOptions):
     inference_dtype: str = "auto"  # auto | float32 | bfloat16 (as for lora)
     finetune: str = "yes"  # yes: LoRA + head trained together; no: frozen backbone, logistic heads
     layers: int = 0  # decoder layers to run (the first N); 0: all
+    train_layers: int = 0  # LoRA in the last N of them only; the frozen ones below read each issue once (0: all)
     C: float = 0.03  # frozen: inverse regularisation of each logistic regression (standardised features)
 
     def __post_init__(self) -> None:
         check_inference_dtype(self.inference_dtype)
         if self.finetune not in ("yes", "no"):
             raise ValueError(f'finetune must be "yes" or "no", got {self.finetune!r}')
-        if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.C <= 0:
-            raise ValueError("epochs > 0, max_tokens >= 8, layers >= 0 and C > 0 are required")
+        if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.train_layers < 0 or self.C <= 0:
+            raise ValueError("epochs > 0, max_tokens >= 8, layers >= 0, train_layers >= 0 and C > 0 are required")
         super().__post_init__()
 
 
@@ -90,6 +93,32 @@ def load_backbone(path, layers: int):
     return backbone
 
 
+def layer_view(backbone, start: int, stop: int, final_norm: bool):
+    """The backbone's decoder layers start..stop-1 as a model of their own, sharing their weights: it
+    reads `inputs_embeds` as the hidden states entering layer `start` and ends in the final norm only
+    if asked. transformers' own forward builds the masks and rotary embeddings of each layer's type."""
+    import copy
+
+    import torch
+
+    view = copy.copy(backbone)
+    view._modules = dict(backbone._modules)  # a module of its own: replacing its layers leaves the backbone's
+    view.layers = torch.nn.ModuleList(list(backbone.layers)[start:stop])
+    view.config = copy.copy(backbone.config)
+    view.config.num_hidden_layers = stop - start
+    view.config.use_cache = False  # a key/value cache is sized for the whole model's layers
+    if getattr(backbone.config, "layer_types", None):
+        view.config.layer_types = backbone.config.layer_types[start:stop]
+    if not final_norm:
+        view.norm = torch.nn.Identity()
+    return view
+
+
+def masked_mean(hidden, mask):
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 def pad_batch(rows: list[list[int]], pad_id: int):
     import torch
 
@@ -117,9 +146,28 @@ class HeadEngine(BaseEngine):
 
     def _pooled(self, ids, mask):
         """Mean of the last hidden states over the issue's tokens (float32)."""
-        hidden = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return masked_mean(self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask)
+
+    def _frozen_states(self, rows: list[list[int]], frozen: int) -> list:
+        """Each issue's hidden states after the first `frozen` layers (float32, one tensor per issue)."""
+        import torch
+        from tqdm.auto import tqdm
+
+        bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
+        with torch.no_grad():
+            return [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
+                    for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr)]  # fmt: skip
+
+    def _pooled_states(self, top, states: list):
+        """Pooled output of the trained layers (`top`) given the frozen layers' states of a batch."""
+        import torch
+
+        width = max(len(s) for s in states)
+        hidden = torch.zeros((len(states), width, states[0].shape[-1]), dtype=states[0].dtype, device=self.device)
+        mask = torch.zeros((len(states), width), dtype=torch.long, device=self.device)
+        for k, state in enumerate(states):
+            hidden[k, : len(state)], mask[k, : len(state)] = state, 1
+        return masked_mean(top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state.float(), mask)
 
     def _pooled_rows(self, rows: list[list[int]]):
         ids, mask = pad_batch(rows, self.pad_id)
@@ -147,20 +195,30 @@ class HeadEngine(BaseEngine):
         backbone = load_backbone(base.path, opts.layers)
         if opts.finetune == "no":
             return self._fit_frozen(backbone, train, seed)
-        self.backbone = get_peft_model(backbone, lora_config(opts)).to(self.device)
+        run = len(backbone.layers)
+        if opts.train_layers > run:
+            raise IssuelabError(f"[train.head] train_layers = {opts.train_layers}, but only {run} decoder layers are run")
+        frozen = run - opts.train_layers if opts.train_layers else 0
+        adapter = lora_config(opts, layers_to_transform=list(range(frozen, run)), layers_pattern="layers") if frozen else lora_config(opts)
+        self.backbone = get_peft_model(backbone, adapter).to(self.device)
         self.head = make_head(backbone.config.hidden_size, len(self.labels)).to(self.device)
         torch.nn.init.zeros_(self.head[1].weight)  # start from the label priors, not from noise
 
+        started = time.perf_counter()
         rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
+        if frozen:  # the frozen layers' output never changes: computed once, the trained layers read it every epoch
+            states, top = self._frozen_states(rows, frozen), layer_view(self.backbone.base_model.model, frozen, run, final_norm=True)
+            pooled_of = lambda batch: self._pooled_states(top, [states[i] for i in batch])  # noqa: E731
+        else:
+            pooled_of = lambda batch: self._pooled_rows([rows[i] for i in batch])  # noqa: E731
         targets = torch.from_numpy(gold_matrix(train, self.labels).astype(np.float32))
         with torch.no_grad():  # bias = log-odds of each label: the first steps are not spent learning priors
             prior = targets.mean(0).clamp(1e-3, 1 - 1e-3)
             self.head[1].bias.copy_(torch.log(prior / (1 - prior)) if self.multi_label else torch.log(prior))
 
         def loss_of(batch: list[int]):
-            return self._loss(self._logits([rows[i] for i in batch]), targets[batch].to(self.device))
+            return self._loss(self.head(pooled_of(batch)), targets[batch].to(self.device))
 
-        started = time.perf_counter()
         self.backbone.train()
         result = train_loop(
             [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": opts.learning_rate},
@@ -173,9 +231,15 @@ class HeadEngine(BaseEngine):
         )  # fmt: skip
         self.backbone.eval()
         seconds = time.perf_counter() - started
-        self._keep_examples(train, self._all_pooled(train, progress="head: reading issues for explanations"))
+        if frozen:
+            with torch.inference_mode():
+                pooled = np.concatenate([pooled_of([k]).float().cpu().numpy() for k in range(len(train))])
+        else:
+            pooled = self._all_pooled(train, progress="head: reading issues for explanations")
+        self._keep_examples(train, pooled)
         self.info = {
             "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
+            "frozen_layers_cached": frozen,
             "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),
             "seconds_per_example": round(seconds / max(1, result.steps * opts.batch_size), 3), "history": result.history,
         }  # fmt: skip
