@@ -9,10 +9,17 @@ normalised to distributions and averaged. The competition gives no eval split, s
 are shown on a grid: equal weights are chosen blind, the best grid point is chosen on the test set and
 is reported as such.
 
+Beside the scores, each member's cost: training wall and CPU seconds (all threads), its saved run
+reloaded and timed answering one issue per call (p50), the run's size and the base models it loads;
+then every equal-weight subset of the members with F1 and cost per repository, the cheapest ones that
+no cheaper subset beats marked as the frontier (`--plot PNG` draws it).
+
     python benchmarks/nlbse24_ensemble.py --json docs/results/nlbse24-ensemble.json
     python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member mpnet=embed:model=/path/all-mpnet-base-v2
     python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member mpnet=embed:model=all-mpnet-base-v2 \
         --member lorahead512=head:layers=13,seeds=2
+    python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member minilm0=embed:finetune=no \
+        --member lh4=head:layers=13,train_layers=4 --plot docs/nlbse24-frontier.png
 """
 
 from __future__ import annotations

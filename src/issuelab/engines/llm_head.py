@@ -208,6 +208,7 @@ class HeadEngine(BaseEngine):
         rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
         if frozen:  # the frozen layers' output never changes: computed once, the trained layers read it every epoch
             states, top = self._frozen_states(rows, frozen), layer_view(self.backbone.base_model.model, frozen, run, final_norm=True)
+            self.info["frozen_pass_seconds"] = round(time.perf_counter() - started, 1)
             pooled_of = lambda batch: self._pooled_states(top, [states[i] for i in batch])  # noqa: E731
         else:
             pooled_of = lambda batch: self._pooled_rows([rows[i] for i in batch])  # noqa: E731
@@ -237,7 +238,7 @@ class HeadEngine(BaseEngine):
         else:
             pooled = self._all_pooled(train, progress="head: reading issues for explanations")
         self._keep_examples(train, pooled)
-        self.info = {
+        self.info = self.info | {
             "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
             "frozen_layers_cached": frozen,
             "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),

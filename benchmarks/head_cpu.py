@@ -1,0 +1,65 @@
+"""The `head` engine's training cost on CPU with its frozen layers cached (`train_layers`), against LoRA in
+every layer run, measured in the same process on the same issues.
+
+    python benchmarks/head_cpu.py --json docs/results/head-cpu.json
+
+Gemma 3 270M cut to its first 13 layers (the NLBSE'24 recipe), 512 tokens, LoRA r = 16, batches of 8;
+the first --issues training issues of NLBSE'24 facebook/react, --epochs epochs. Per configuration: the
+whole `fit` (wall and CPU seconds, all threads), the one pass through the frozen layers, the training
+steps, and the cost projected to the recipe's 300 issues x 3 epochs from the per-issue figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from common import NLBSE_CONFIG, machine, nlbse_data_dir, write_report
+from issuelab.config import load_config
+from issuelab.engines.llm_head import HeadEngine, HeadOptions
+from issuelab.importers import import_issues
+from issuelab.train import make_task
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=nlbse_data_dir())
+    parser.add_argument("--issues", type=int, default=24)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--train-layers", type=int, nargs="+", default=[0, 4, 6])
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args()
+
+    config = load_config(NLBSE_CONFIG)
+    issues, _ = import_issues(f"{args.data}/issues_train.csv", config.label_names, repos=["facebook/react"])
+    issues = issues[: args.issues]
+    task = make_task(config, issues)
+    rows = {}
+    for train_layers in args.train_layers:
+        engine = HeadEngine(HeadOptions(layers=13, train_layers=train_layers, epochs=args.epochs))
+        started, cpu_started = time.perf_counter(), time.process_time()
+        engine.fit(issues, None, task, 0)
+        fit, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        frozen = engine.info.get("frozen_pass_seconds", 0.0)
+        training = engine.info["train_seconds"] - frozen
+        examples = engine.info["steps"] * engine.options.batch_size
+        after = fit - engine.info["train_seconds"]  # loading, and the pass that keeps the issues for explanations
+        per_issue = {"frozen_pass_s": frozen / len(issues), "training_s": training / examples, "after_s": after / len(issues)}
+        projected = 300 * per_issue["frozen_pass_s"] + 900 * per_issue["training_s"] + 300 * per_issue["after_s"]
+        rows[f"train_layers={train_layers}"] = {
+            "fit_s": round(fit, 1), "fit_cpu_s": round(cpu, 1), "frozen_layers": engine.info["frozen_layers_cached"],
+            **{k: round(v, 3) for k, v in per_issue.items()}, "projected_300x3_min": round(projected / 60, 1),
+        }  # fmt: skip
+        print(f"train_layers={train_layers}: {rows[f'train_layers={train_layers}']}", file=sys.stderr)
+    base = rows[f"train_layers={args.train_layers[0]}"]["projected_300x3_min"]
+    print(f"{'':<16} {'fit s':>7} {'CPU s':>7} {'frozen s/issue':>15} {'train s/issue-epoch':>20} {'300 x 3 min':>12} {'speed-up':>9}")
+    for name, r in rows.items():
+        print(f"{name:<16} {r['fit_s']:>7.1f} {r['fit_cpu_s']:>7.1f} {r['frozen_pass_s']:>15.3f} {r['training_s']:>20.3f} "
+              f"{r['projected_300x3_min']:>12.1f} {base / r['projected_300x3_min']:>8.2f}x")  # fmt: skip
+    write_report(args.json, {"machine": machine(), "issues": len(issues), "epochs": args.epochs, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
