@@ -164,6 +164,24 @@ def test_head_with_cached_frozen_layers_trains_the_top_layer_only_and_reloads(ti
     assert loaded.explain(issues[200], issues[200].labels) == labeler.explain(issues[200], issues[200].labels)
 
 
+def test_a_second_seed_reuses_the_frozen_states_and_trains_its_own_head(tiny_base):
+    from issuelab.data import Label
+    from issuelab.engines import Task
+    from issuelab.engines.llm_head import HeadEngine
+
+    issues = make_issues(60, seed=9)
+    task = Task(tuple(Label(name, "") for name in SIGNALS), multi_label=True)
+    options = dict(base_model=str(tiny_base), max_tokens=48, epochs=1, inference_dtype="float32", train_layers=1)
+    first, second = HeadEngine(HeadOptions(**options)), HeadEngine(HeadOptions(**options))
+    first.fit(issues[:40], None, task, 0)
+    second.fit(issues[:40], None, task, 1)
+    assert "frozen_states_reused" not in first.info and second.info["frozen_states_reused"] is True
+    assert abs(first.predict_scores(issues[40:]) - second.predict_scores(issues[40:])).max() > 1e-4  # its own seed
+    other = HeadEngine(HeadOptions(**options))
+    other.fit(issues[:39], None, task, 0)  # other issues: read through the frozen layers again
+    assert "frozen_states_reused" not in other.info
+
+
 def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
     from issuelab.errors import IssuelabError
 
