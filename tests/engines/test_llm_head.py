@@ -201,6 +201,8 @@ def test_head_options_are_checked():
         HeadOptions(inference_dtype="int8")
     with pytest.raises(ValueError, match="finetune"):
         HeadOptions(finetune="auto")
+    with pytest.raises(ValueError, match='train_layers chooses where LoRA goes: it needs finetune = "yes"'):
+        HeadOptions(finetune="no", train_layers=2)
     with pytest.raises(ValueError, match="layers >= 0"):
         HeadOptions(layers=-1)
 

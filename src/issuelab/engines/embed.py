@@ -40,6 +40,12 @@ _FROZEN_ENCODERS: dict[tuple, tuple] = {}
 _FROZEN_EMBEDDINGS: dict[tuple, OrderedDict] = {}
 
 
+def forget_embeddings() -> None:
+    """Drops the embeddings kept in this process (the encoders stay loaded): what a benchmark does
+    before timing a run as a new process would answer, embedding every issue."""
+    _FROZEN_EMBEDDINGS.clear()
+
+
 @dataclass
 class EmbedOptions:
     model: str = MINILM  # all-MiniLM-L6-v2 (bundled), all-mpnet-base-v2 (extra embed-mpnet), or a local encoder directory
@@ -53,8 +59,8 @@ class EmbedOptions:
     warmup_ratio: float = 0.1
     C: float = 1.0  # frozen mode: inverse regularisation of each logistic regression
     label_documents: bool = True  # each label's name and description is one more training issue (Task.label_issues)
-    # Answering a loaded run: "auto" is bfloat16 on CUDA and on CPUs with AVX512-BF16/AMX, float32
-    # elsewhere (as for lora and head); training always runs in float32.
+    # A frozen encoder (training and answering) and a loaded run: "auto" is bfloat16 on CUDA and on CPUs
+    # with AVX512-BF16/AMX, float32 elsewhere (as for lora and head); fine-tuning runs in float32.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
 
     def __post_init__(self) -> None:

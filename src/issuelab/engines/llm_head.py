@@ -34,6 +34,7 @@ from .linear_heads import classification_loss, fit_logistic_heads, probabilities
 from .torch_loop import train_loop
 
 _LAST_FROZEN_STATES: dict[tuple, tuple] = {}  # (base model, frozen layers, device) -> (token rows, their states)
+KEEP_FROZEN_STATES_BYTES = 2 * 1024**3  # kept after training for the next seed up to this size (1,600 issues at 512 tokens)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class HeadOptions(AdapterOptions):
             raise ValueError(f'finetune must be "yes" or "no", got {self.finetune!r}')
         if self.epochs <= 0 or self.max_tokens < 8 or self.layers < 0 or self.train_layers < 0 or self.C <= 0:
             raise ValueError("epochs > 0, max_tokens >= 8, layers >= 0, train_layers >= 0 and C > 0 are required")
+        if self.train_layers and self.finetune == "no":
+            raise ValueError('train_layers chooses where LoRA goes: it needs finetune = "yes"')
         super().__post_init__()
 
 
@@ -160,12 +163,13 @@ class HeadEngine(BaseEngine):
         if key in _LAST_FROZEN_STATES and _LAST_FROZEN_STATES[key][0] == rows:
             self.info["frozen_states_reused"] = True
             return _LAST_FROZEN_STATES[key][1]
-        _LAST_FROZEN_STATES.clear()  # one set at a time: ~0.8 MB per issue at 512 tokens
+        _LAST_FROZEN_STATES.clear()  # one set at a time
         bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
         with torch.no_grad():
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
                       for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr)]  # fmt: skip
-        _LAST_FROZEN_STATES[key] = (rows, states)
+        if sum(s.numel() * s.element_size() for s in states) <= KEEP_FROZEN_STATES_BYTES:
+            _LAST_FROZEN_STATES[key] = (rows, states)
         return states
 
     def _pooled_states(self, top, states: list):
@@ -196,6 +200,7 @@ class HeadEngine(BaseEngine):
 
         opts = self.options
         torch.manual_seed(seed)
+        self.info = {}
         self.labels = task.label_names
         self.multi_label = task.multi_label
         self.device = default_device()
@@ -248,7 +253,7 @@ class HeadEngine(BaseEngine):
         else:
             pooled = self._all_pooled(train, progress="head: reading issues for explanations")
         self._keep_examples(train, pooled)
-        self.info = self.info | {
+        self.info |= {
             "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
             "frozen_layers_cached": frozen,
             "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),
