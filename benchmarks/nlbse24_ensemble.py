@@ -179,6 +179,8 @@ def cost_and_quality(per_repo: dict, member_names: list[str], names: list[str]) 
     over the repositories of the members' sums): training CPU minutes (all threads) and wall minutes,
     p50 ms to answer one issue (the members answer one after another), run size and the base models it
     loads. `frontier`: no cheaper subset (in training CPU time) scores as high."""
+    shared_paths = {path for r in per_repo.values() for n in member_names for path in r["members"][n]["shared"]}
+    shared_mb = {path: directory_bytes(Path(path)) / 1e6 for path in shared_paths}  # each base model's directory walked once
     rows = []
     for size in range(1, len(member_names) + 1):
         for subset in itertools.combinations(member_names, size):
@@ -190,7 +192,7 @@ def cost_and_quality(per_repo: dict, member_names: list[str], names: list[str]) 
             rows.append({
                 "members": list(subset), "cross_repo": round(f1, 4), "train_cpu_minutes": round(cost["train_cpu_seconds"] / 60, 2),
                 "train_minutes": round(cost["train_seconds"] / 60, 2), "p50_ms": round(cost["p50_ms"], 1),
-                "run_mb": round(cost["run_mb"], 1), "base_models_mb": round(sum(directory_bytes(Path(p)) for p in shared) / 1e6, 1),
+                "run_mb": round(cost["run_mb"], 1), "base_models_mb": round(sum(shared_mb[p] for p in shared), 1),
             })  # fmt: skip
     rows.sort(key=lambda row: (row["train_cpu_minutes"], -row["cross_repo"]))
     best = -1.0
