@@ -76,55 +76,6 @@ def test_embed_answers_in_bfloat16_close_to_float32(encoder, tmp_path):
     assert agree >= 36  # of 40
 
 
-def test_encoder_views_compose_to_the_whole_encoder(encoder):
-    import torch
-    from transformers import AutoModel
-
-    from issuelab.engines.embed import encoder_view
-
-    model = AutoModel.from_pretrained(encoder).eval()
-    ids = torch.randint(5, model.config.vocab_size, (2, 20))
-    mask = torch.ones_like(ids)
-    mask[1, 12:] = 0
-    with torch.no_grad():
-        whole = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        states = encoder_view(model, 0, 1)(input_ids=ids, attention_mask=mask).last_hidden_state
-        top = encoder_view(model, 1, 2)(inputs_embeds=states, attention_mask=mask).last_hidden_state
-    assert torch.allclose(top[0], whole[0], atol=1e-5) and torch.allclose(top[1, :12], whole[1, :12], atol=1e-5)
-    assert len(model.encoder.layer) == 2 and model.pooler is not None  # the views left the encoder whole
-
-
-def test_embed_with_cached_frozen_layers_trains_the_top_layer_only_and_reloads(encoder, tmp_path):
-    from safetensors import safe_open
-
-    issues = make_issues(240, seed=3)
-    config = config_for(encoder, 'finetune = "yes"\ntrain_layers = 1\nlearning_rate = 1e-3\n')
-    labeler, _ = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="embed")
-    info = labeler.manifest["engine_info"]
-    assert info["finetuned"] is True and info["frozen_layers_cached"] == 1
-    assert micro_f1(labeler, issues[200:]) > 0.55  # a majority answer: about 0.45 (one random layer learns less than two)
-    with (
-        safe_open(encoder / "model.safetensors", "pt") as base,
-        safe_open(tmp_path / "run/model/encoder/model.safetensors", "pt") as tuned,
-    ):
-        changed = {key for key in base.keys() if not (base.get_tensor(key) == tuned.get_tensor(key)).all()}
-    assert changed and all(key.startswith("encoder.layer.1.") for key in changed)  # embeddings and layer 0 untouched
-    loaded = Labeler.load(tmp_path / "run")
-    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(labeler.engine.predict_scores(issues[200:]), abs=1e-5)
-    # the examples kept for explanations came from the cached states: the same as the whole encoder gives
-    assert loaded.engine.examples.astype(float) == pytest.approx(loaded.engine.embed(issues[:160]), abs=2e-3)
-
-
-def test_embed_rejects_train_layers_it_cannot_honour(encoder, tmp_path):
-    from issuelab.engines.embed import EmbedOptions
-    from issuelab.errors import IssuelabError
-
-    with pytest.raises(IssuelabError, match="train_layers = 3, but .* has 2 layers"):
-        train_run(config_for(encoder, 'finetune = "yes"\ntrain_layers = 3\n'), make_issues(40, seed=1), None, tmp_path / "run", engine="embed")
-    with pytest.raises(ValueError, match='train_layers chooses which encoder layers fine-tuning trains: it needs finetune = "auto" or "yes"'):
-        EmbedOptions(finetune="no", train_layers=1)
-
-
 def test_ensemble_tunes_weights_on_eval_and_reloads(encoder, tmp_path):
     config = config_for(encoder, '\n[train.ensemble]\nengines = ["tfidf", "embed"]\n')
     issues = make_issues(240, seed=4)

@@ -7,16 +7,13 @@ Two modes (`finetune`):
   data, binary cross-entropy for multi-label. "auto" fine-tunes when a GPU is there or the training
   set is small enough for a CPU (<= 3,000 issues: about 40 s an epoch per 300 issues on 2 cores).
 The text is the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays,
-a long body loses its tail. With `train_layers = N` fine-tuning trains the top N encoder layers only: the
-frozen layers below read each training issue once, and every epoch starts from their output.
-Weights are safetensors and npz; nothing is pickled.
+a long body loses its tail. Weights are safetensors and npz; nothing is pickled.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
@@ -25,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Issue, issue_reference, write_json
-from ..errors import IssuelabError
 from ..llm.base_model import check_inference_dtype, inference_dtype
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
@@ -63,7 +59,6 @@ class EmbedOptions:
     warmup_ratio: float = 0.1
     C: float = 1.0  # frozen mode: inverse regularisation of each logistic regression
     label_documents: bool = True  # each label's name and description is one more training issue (Task.label_issues)
-    train_layers: int = 0  # fine-tuning trains the top N encoder layers only; those below read each issue once (0: all)
     # A frozen encoder (training and answering) and a loaded run: "auto" is bfloat16 on CUDA and on CPUs
     # with AVX512-BF16/AMX, float32 elsewhere (as for lora and head); fine-tuning runs in float32.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
@@ -72,45 +67,8 @@ class EmbedOptions:
         if self.finetune not in ("auto", "yes", "no"):
             raise ValueError(f'finetune must be "auto", "yes" or "no", got {self.finetune!r}')
         check_inference_dtype(self.inference_dtype)
-        if self.max_tokens < 8 or self.batch_size < 1 or self.epochs <= 0 or self.C <= 0 or self.train_layers < 0:
-            raise ValueError("max_tokens >= 8, batch_size >= 1, epochs > 0, C > 0 and train_layers >= 0 are required")
-        if self.train_layers and self.finetune == "no":
-            raise ValueError('train_layers chooses which encoder layers fine-tuning trains: it needs finetune = "auto" or "yes"')
-
-
-def encoder_view(encoder, start: int, stop: int):
-    """The encoder's layers start..stop-1 as a model of their own, sharing their weights (a BERT-style
-    model: `embeddings`, then `encoder.layer`). A view that starts above the embeddings reads
-    `inputs_embeds` as the hidden states entering layer `start`; the model's own forward builds the
-    attention mask (and MPNet's relative position bias, the same for every layer)."""
-    import copy
-
-    import torch
-
-    class StatesIn(torch.nn.Module):
-        def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
-            return inputs_embeds
-
-    if not hasattr(encoder, "embeddings") or not hasattr(getattr(encoder, "encoder", None), "layer"):
-        raise IssuelabError(f"[train.embed] train_layers needs a BERT-style encoder (embeddings, encoder.layer); {type(encoder).__name__} is not one")
-    view = copy.copy(encoder)
-    view._modules = dict(encoder._modules)  # modules of its own: replacing them leaves the encoder's
-    view.encoder = copy.copy(encoder.encoder)
-    view.encoder._modules = dict(encoder.encoder._modules)
-    view.encoder.layer = torch.nn.ModuleList(list(encoder.encoder.layer)[start:stop])
-    if start:
-        view.embeddings = StatesIn()
-    if "pooler" in view._modules:
-        view.pooler = None  # mean pooling reads the last hidden states; the pooler's output is never used
-    return view
-
-
-def masked_mean_normalised(hidden, mask):
-    import torch
-
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-    return torch.nn.functional.normalize(pooled, dim=-1)
+        if self.max_tokens < 8 or self.batch_size < 1 or self.epochs <= 0 or self.C <= 0:
+            raise ValueError("max_tokens >= 8, batch_size >= 1, epochs > 0 and C > 0 are required")
 
 
 def document(issue: Issue) -> str:
@@ -169,11 +127,14 @@ class EmbedEngine(BaseEngine):
 
     def _embed(self, texts: list[str]):
         """Mean-pooled, L2-normalised embeddings (a torch tensor; gradients when training)."""
+        import torch
 
         batch = self.tokenizer(texts, truncation=True, max_length=self.options.max_tokens, padding=True, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         hidden = self.encoder(**batch).last_hidden_state.float()  # pooling and norm in float32
-        return masked_mean_normalised(hidden, batch["attention_mask"])
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1)
 
     def _embed_all(self, issues: list[Issue]) -> np.ndarray:
         texts = [document(i) for i in issues]
@@ -216,19 +177,17 @@ class EmbedEngine(BaseEngine):
         self._load_encoder(encoder_path(self.options.model), frozen=not finetune)
         started = time.perf_counter()
         gold = gold_matrix(train, self.labels)
-        examples = None
         if finetune:
-            examples = self._finetune(train, gold, seed)
+            self._finetune(train, gold, seed)
         else:
             self._fit_frozen(train, gold, seed)
-        self._keep_examples(issues, None if examples is None else examples[: len(issues)])
+        self._keep_examples(issues)
         self.info.update(finetuned=finetune, multi_label=self.multi_label, train_seconds=round(time.perf_counter() - started, 1))
 
-    def _keep_examples(self, issues: list[Issue], embeddings: np.ndarray | None = None) -> None:
+    def _keep_examples(self, issues: list[Issue]) -> None:
         """The training issues' embeddings by the final encoder (float16), labels and references: the similar
-        labeled issues that `explain` shows. (A frozen encoder has them cached; a fine-tuned one reads them once
-        more, or from the frozen layers' states where those were kept.)"""
-        self.examples = (self._embed_all(issues) if embeddings is None else embeddings).astype(np.float16)
+        labeled issues that `explain` shows. (A frozen encoder has them cached; a fine-tuned one reads them once more.)"""
+        self.examples = self._embed_all(issues).astype(np.float16)
         self.example_labels = gold_matrix(issues, self.labels)
         self.example_ids = np.array([issue_reference(issue) for issue in issues], dtype=str)
 
@@ -243,40 +202,7 @@ class EmbedEngine(BaseEngine):
         self.coef, self.intercept = fit_logistic_heads(self._embed_all(train), gold, self.options.C, True, seed)
         self.finetuned = False
 
-    def _frozen_states(self, texts: list[str], frozen: int) -> list:
-        """Each text's hidden states after the embeddings and the first `frozen` layers (float32, one tensor
-        of its own tokens per text), read in batches of similar length."""
-        import torch
-        from tqdm.auto import tqdm
-
-        bottom = encoder_view(self.encoder, 0, frozen).eval()
-        order = sorted(range(len(texts)), key=lambda k: len(texts[k]))
-        states: list = [None] * len(texts)
-        with torch.no_grad():
-            for start in tqdm(range(0, len(texts), 32), desc=f"embed: reading issues through the {frozen} frozen layers",
-                              unit="batch", file=sys.stderr, disable=None):  # fmt: skip
-                batch = order[start : start + 32]
-                tokens = self.tokenizer([texts[k] for k in batch], truncation=True, max_length=self.options.max_tokens, padding=True, return_tensors="pt")
-                tokens = {k: v.to(self.device) for k, v in tokens.items()}
-                hidden = bottom(**tokens).last_hidden_state
-                for row, k in enumerate(batch):
-                    states[k] = hidden[row, : int(tokens["attention_mask"][row].sum())].clone()
-        return states
-
-    def _embed_states(self, top, states: list):
-        """Mean-pooled, normalised output of the trained layers (`top`) given the frozen layers' states."""
-        import torch
-
-        width = max(len(s) for s in states)
-        hidden = torch.zeros((len(states), width, states[0].shape[-1]), dtype=states[0].dtype, device=self.device)
-        mask = torch.zeros((len(states), width), dtype=torch.long, device=self.device)
-        for k, state in enumerate(states):
-            hidden[k, : len(state)], mask[k, : len(state)] = state, 1
-        return masked_mean_normalised(top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state.float(), mask)
-
-    def _finetune(self, train: list[Issue], gold: np.ndarray, seed: int) -> np.ndarray | None:
-        """Trains the encoder (or its top `train_layers` layers) and a linear head; returns the training
-        issues' final embeddings when the frozen layers' states make them cheap, else None."""
+    def _finetune(self, train: list[Issue], gold: np.ndarray, seed: int) -> None:
         import torch
 
         opts = self.options
@@ -284,46 +210,24 @@ class EmbedEngine(BaseEngine):
         # Normalised embeddings are small; a scale makes the logits learnable at ordinary learning rates.
         self.scale = 20.0
         targets = torch.from_numpy(gold.astype(np.float32))
-        texts = [document(issue) for issue in train]
-        layers = self.encoder.config.num_hidden_layers
-        if opts.train_layers > layers:
-            raise IssuelabError(f"[train.embed] train_layers = {opts.train_layers}, but {opts.model} has {layers} layers")
-        frozen = layers - opts.train_layers if opts.train_layers else 0
-        if frozen:  # the frozen layers' output never changes: computed once, the trained layers read it every epoch
-            started = time.perf_counter()
-            states = self._frozen_states(texts, frozen)
-            top = encoder_view(self.encoder, frozen, layers)
-            for name, parameter in self.encoder.named_parameters():
-                parameter.requires_grad_(any(name.startswith(f"encoder.layer.{k}.") for k in range(frozen, layers)))
-            self.info.update(frozen_layers_cached=frozen, frozen_pass_seconds=round(time.perf_counter() - started, 1))
-            embed_of = lambda batch: self._embed_states(top, [states[i] for i in batch])  # noqa: E731
-        else:
-            embed_of = lambda batch: self._embed([texts[i] for i in batch])  # noqa: E731
 
         def loss_of(batch: list[int]):
-            logits = head(embed_of(batch) * self.scale)
+            logits = head(self._embed([document(train[i]) for i in batch]) * self.scale)
             return classification_loss(logits, targets[batch].to(self.device), self.multi_label)
 
         self.encoder.train()
         result = train_loop(
-            [{"params": [p for p in self.encoder.parameters() if p.requires_grad], "lr": opts.learning_rate},
+            [{"params": self.encoder.parameters(), "lr": opts.learning_rate},
              {"params": head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=int(math.ceil(len(train) / opts.batch_size) * opts.epochs), batch_size=opts.batch_size,
             weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
-            clip=[p for p in self.encoder.parameters() if p.requires_grad], desc="embed: fine-tuning",
+            clip=list(self.encoder.parameters()), desc="embed: fine-tuning",
         )  # fmt: skip
         self.encoder.eval()
-        self.encoder.requires_grad_(True)
         self.coef = (head.weight.detach().float().cpu().numpy() * self.scale).astype(np.float32)
         self.intercept = head.bias.detach().float().cpu().numpy().astype(np.float32)
         self.finetuned = True
         self.info.update(steps=result.steps, history=result.history)
-        if not frozen:
-            return None
-        with torch.inference_mode():
-            return np.concatenate(
-                [embed_of(list(range(k, min(k + 32, len(train))))).cpu().numpy() for k in range(0, len(train), 32)]
-            )
 
     def predict_scores(self, issues: list[Issue]) -> np.ndarray:
         logits = self._embed_all(list(issues)).astype(np.float64) @ self.coef.T + self.intercept
@@ -354,9 +258,5 @@ class EmbedEngine(BaseEngine):
             engine.coef, engine.intercept = weights["coef"], weights["intercept"]
         if (directory / "examples.npz").exists():  # runs written before explanations have none
             with np.load(directory / "examples.npz", allow_pickle=False) as examples:
-                engine.examples, engine.example_labels, engine.example_ids = (
-                    examples["examples"],
-                    examples["labels"].astype(bool),
-                    examples["ids"],
-                )
+                engine.examples, engine.example_labels, engine.example_ids = examples["examples"], examples["labels"].astype(bool), examples["ids"]
         return engine
