@@ -182,6 +182,28 @@ def test_a_second_seed_reuses_the_frozen_states_and_trains_its_own_head(tiny_bas
     assert "frozen_states_reused" not in other.info
 
 
+def test_loaded_seeds_of_a_head_share_their_frozen_layers_and_read_each_issue_once(tiny_base, tmp_path):
+    from issuelab.engines import llm_head
+
+    llm_head._SHARED_FROZEN.clear()
+    issues = make_issues(60, seed=8, multi_label=False)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(epochs=1, train_layers=1)
+    config.train.engine_options["ensemble"] = {"engines": ["head", "head"], "weights": [1, 1]}
+    labeler, _ = train_run(config, issues[:40], None, tmp_path / "run", engine="ensemble")
+    first, second = Labeler.load(tmp_path / "run").engine.members
+    assert first.backbone.layers[0] is second.backbone.layers[0] and first.backbone.embed_tokens is second.backbone.embed_tokens
+    assert first.backbone.layers[1] is not second.backbone.layers[1]  # each seed's own LoRA, merged into its top layer
+    reads = []
+    for member in (first, second):
+        member.bottom = lambda bottom=member.bottom, **inputs: reads.append(1) or bottom(**inputs)
+    for member, trained in zip((first, second), labeler.engine.members):  # the whole models' answers, in one pass
+        assert member.predict_scores(issues[40:]) == pytest.approx(trained.predict_scores(issues[40:]), abs=1e-5)
+    assert len(reads) == 20  # each issue went through the shared frozen layer once, for both members
+    names = labeler.label_names
+    assert first.explain(issues[40], issues[40].labels, names) == labeler.engine.members[0].explain(issues[40], issues[40].labels, names)
+
+
 def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):
     from issuelab.errors import IssuelabError
 

@@ -4,7 +4,8 @@ through a linear layer with one output per label. LoRA adapts the backbone, the 
 full: binary cross-entropy for multi-label data, cross-entropy for single-label data. One forward pass per issue and no decoding, so
 answering costs the prefill only and every label gets a score. With `train_layers = N` LoRA adapts the
 top N layers only: the frozen layers below read each training issue once, and every epoch starts from
-their cached output, so training costs what the top layers cost.
+their cached output, so training costs what the top layers cost. Loaded runs that froze the same layers
+of the same base (the seeds of one head in an ensemble) share them, and each issue goes through them once.
 
 Input: the title, a blank line, then the body, cut to `max_tokens` tokens: the title always stays.
 The run directory holds the LoRA adapter (PEFT safetensors), the head (safetensors) and engine.json;
@@ -17,6 +18,7 @@ import json
 import math
 import sys
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +37,10 @@ from .torch_loop import train_loop
 
 _LAST_FROZEN_STATES: dict[tuple, tuple] = {}  # (base model, frozen layers, device) -> (token rows, their states)
 KEEP_FROZEN_STATES_BYTES = 2 * 1024**3  # kept after training for the next seed up to this size (1,600 issues at 512 tokens)
+# Loaded runs whose LoRA sits above the same frozen layers (the seeds of one head in an ensemble) share
+# those layers: their weights, and each issue's states through them, so one pass serves every such member.
+_SHARED_FROZEN: dict[tuple, tuple] = {}  # (base, layers, frozen, dtype, device) -> (embeddings, lower layers, states)
+SHARED_STATES_BYTES = 256 * 1024**2  # states kept for the next member (about 200 issues at 512 tokens, float32)
 
 
 @dataclass
@@ -184,8 +190,40 @@ class HeadEngine(BaseEngine):
         return masked_mean(top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state.float(), mask)
 
     def _pooled_rows(self, rows: list[list[int]]):
+        if getattr(self, "shared_states", None) is not None:  # a loaded run above shared frozen layers
+            return self._pooled_states(self.top, [self._shared_state(row) for row in rows])
         ids, mask = pad_batch(rows, self.pad_id)
         return self._pooled(ids.to(self.device), mask.to(self.device))
+
+    def _shared_state(self, row: list[int]):
+        """The issue's states after the shared frozen layers: computed by the first member that reads it."""
+        import torch
+
+        key = tuple(row)
+        if key in self.shared_states:
+            self.shared_states.move_to_end(key)
+            return self.shared_states[key]
+        state = self.bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
+        self.shared_states[key] = state
+        limit = max(1, SHARED_STATES_BYTES // max(1, state.numel() * state.element_size()))
+        while len(self.shared_states) > limit:
+            self.shared_states.popitem(last=False)
+        return state
+
+    def _share_frozen_layers(self, merged, frozen: int, dtype) -> None:
+        """Lets this loaded run share its frozen layers (and their states) with the other runs of the
+        process that froze the same ones: the LoRA of both sits above them, so their weights are the base model's."""
+        key = (str(self.base.path), self.options.layers, frozen, str(dtype), self.device)
+        if key in _SHARED_FROZEN:
+            embeddings, layers, self.shared_states = _SHARED_FROZEN[key]
+            merged.embed_tokens = embeddings
+            for k, layer in enumerate(layers):
+                merged.layers[k] = layer
+        else:
+            self.shared_states = OrderedDict()
+            _SHARED_FROZEN[key] = (merged.embed_tokens, list(merged.layers[:frozen]), self.shared_states)
+        self.bottom = layer_view(merged, 0, frozen, final_norm=False)
+        self.top = layer_view(merged, frozen, len(merged.layers), final_norm=True)
 
     def _logits(self, rows: list[list[int]]):
         return self.head(self._pooled_rows(rows))
@@ -393,6 +431,8 @@ class HeadEngine(BaseEngine):
             return engine
         # Merged in float32, then cast: answering costs what the base model's prefill costs.
         merged = PeftModel.from_pretrained(backbone, directory / "adapter").merge_and_unload()
+        if engine.info.get("frozen_layers_cached"):  # LoRA in the top layers only: the ones below can be shared
+            engine._share_frozen_layers(merged, engine.info["frozen_layers_cached"], dtype)
         engine.backbone = merged.to(engine.device, dtype).eval()
         engine.head = make_head(*weights["1.weight"].shape[::-1])
         engine.head.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
