@@ -7,7 +7,7 @@ each reading the issue through every layer, in the same process on the same issu
 An `ensemble` of `head` twice (Gemma 3 270M cut to 13 layers, 512 tokens, `train_layers = 4`) is trained
 on the first --train issues of NLBSE'24 facebook/react for one epoch (what the adapters learned does not
 change what answering costs), saved and loaded. Then the next --issues issues are labeled one per call
-(as the webhook service does), after two untimed warm-up calls: p50 and p95 ms per issue, the scores of
+(as the webhook service does), after two untimed warm-up calls on training issues: p50 and p95 ms per issue, the scores of
 the two ways compared, and the parameter bytes the loaded ensemble holds (tensors shared counted once).
 The baseline loads each member as before: its own copy of every layer, each issue through all of them.
 """
@@ -40,9 +40,9 @@ def parameter_bytes(members) -> int:
     return total
 
 
-def time_calls(labeler: Labeler, issues) -> tuple[list[float], np.ndarray]:
-    for issue in issues[:2]:
-        labeler.engine.predict_scores([issue])  # warm-up
+def time_calls(labeler: Labeler, issues, warm_up) -> tuple[list[float], np.ndarray]:
+    for issue in warm_up:
+        labeler.engine.predict_scores([issue])  # not timed, and not among the timed issues
     times, scores = [], []
     for issue in issues:
         started = time.perf_counter()
@@ -76,7 +76,7 @@ def main() -> int:
             llm_head.HeadEngine._share_frozen_layers = share if way.startswith("frozen") else lambda *args: None
             labeler = Labeler.load(run)
             members = labeler.engine.members
-            times, scores = time_calls(labeler, test)
+            times, scores = time_calls(labeler, test, train[:2])
             rows[way] = {
                 "p50_ms": round(percentile(times, 0.5), 1), "p95_ms": round(percentile(times, 0.95), 1),
                 "parameter_mb": round(parameter_bytes(members) / 1e6, 1), "scores": scores,

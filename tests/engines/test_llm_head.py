@@ -183,6 +183,10 @@ def test_a_second_seed_reuses_the_frozen_states_and_trains_its_own_head(tiny_bas
 
 
 def test_loaded_seeds_of_a_head_share_their_frozen_layers_and_read_each_issue_once(tiny_base, tmp_path):
+    import gc
+
+    import torch
+
     from issuelab.engines import llm_head
 
     llm_head._SHARED_FROZEN.clear()
@@ -202,6 +206,13 @@ def test_loaded_seeds_of_a_head_share_their_frozen_layers_and_read_each_issue_on
     assert len(reads) == 20  # each issue went through the shared frozen layer once, for both members
     names = labeler.label_names
     assert first.explain(issues[40], issues[40].labels, names) == labeler.engine.members[0].explain(issues[40], issues[40].labels, names)
+    rows = [issue_ids(first.tokenizer, issue, 48) for issue in issues[40:43]]  # several issues a call, as on a GPU: padded
+    with torch.inference_mode():
+        together, alone = first._pooled_rows(rows), torch.cat([first._pooled_rows([row]) for row in rows])
+    assert torch.allclose(together, alone, atol=1e-5)
+    del first, second, member  # (the loop variable holds the second)
+    gc.collect()
+    assert not llm_head._SHARED_FROZEN  # the shared layers and states go with the last run that held them
 
 
 def test_head_rejects_more_layers_than_the_base_has(tiny_base, tmp_path):

@@ -18,6 +18,7 @@ import json
 import math
 import sys
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,10 +38,35 @@ from .torch_loop import train_loop
 
 _LAST_FROZEN_STATES: dict[tuple, tuple] = {}  # (base model, frozen layers, device) -> (token rows, their states)
 KEEP_FROZEN_STATES_BYTES = 2 * 1024**3  # kept after training for the next seed up to this size (1,600 issues at 512 tokens)
-# Loaded runs whose LoRA sits above the same frozen layers (the seeds of one head in an ensemble) share
-# those layers: their weights, and each issue's states through them, so one pass serves every such member.
-_SHARED_FROZEN: dict[tuple, tuple] = {}  # (base, layers, frozen, dtype, device) -> (embeddings, lower layers, states)
 SHARED_STATES_BYTES = 256 * 1024**2  # states kept for the next member (about 200 issues at 512 tokens, float32)
+
+
+class SharedFrozenLayers:
+    """What loaded runs whose LoRA sits above the same frozen layers of one base (the seeds of one head in an
+    ensemble) share: the embeddings and those layers (the base model's in every such run), and each issue's
+    states through them, so one pass serves every member (least recently used out past SHARED_STATES_BYTES)."""
+
+    def __init__(self, embeddings, layers: list):
+        self.embeddings, self.layers = embeddings, layers
+        self.states: OrderedDict[tuple, object] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, row: list[int]):
+        state = self.states.get(tuple(row))
+        if state is not None:
+            self.states.move_to_end(tuple(row))
+        return state
+
+    def keep(self, row: list[int], state) -> None:
+        self.states[tuple(row)] = state
+        self.bytes += state.numel() * state.element_size()
+        while self.bytes > SHARED_STATES_BYTES and len(self.states) > 1:
+            _, old = self.states.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+
+# (base, layers, frozen, dtype, device) -> the runs' SharedFrozenLayers; gone with the last run that holds it
+_SHARED_FROZEN: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 @dataclass
@@ -190,7 +216,7 @@ class HeadEngine(BaseEngine):
         return masked_mean(top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state.float(), mask)
 
     def _pooled_rows(self, rows: list[list[int]]):
-        if getattr(self, "shared_states", None) is not None:  # a loaded run above shared frozen layers
+        if getattr(self, "shared", None) is not None:  # a loaded run above shared frozen layers
             return self._pooled_states(self.top, [self._shared_state(row) for row in rows])
         ids, mask = pad_batch(rows, self.pad_id)
         return self._pooled(ids.to(self.device), mask.to(self.device))
@@ -199,29 +225,24 @@ class HeadEngine(BaseEngine):
         """The issue's states after the shared frozen layers: computed by the first member that reads it."""
         import torch
 
-        key = tuple(row)
-        if key in self.shared_states:
-            self.shared_states.move_to_end(key)
-            return self.shared_states[key]
-        state = self.bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
-        self.shared_states[key] = state
-        limit = max(1, SHARED_STATES_BYTES // max(1, state.numel() * state.element_size()))
-        while len(self.shared_states) > limit:
-            self.shared_states.popitem(last=False)
+        state = self.shared.get(row)
+        if state is None:
+            state = self.bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
+            self.shared.keep(row, state)
         return state
 
     def _share_frozen_layers(self, merged, frozen: int, dtype) -> None:
         """Lets this loaded run share its frozen layers (and their states) with the other runs of the
         process that froze the same ones: the LoRA of both sits above them, so their weights are the base model's."""
-        key = (str(self.base.path), self.options.layers, frozen, str(dtype), self.device)
-        if key in _SHARED_FROZEN:
-            embeddings, layers, self.shared_states = _SHARED_FROZEN[key]
-            merged.embed_tokens = embeddings
-            for k, layer in enumerate(layers):
-                merged.layers[k] = layer
+        key = (str(Path(self.base.path).resolve()), self.options.layers, frozen, str(dtype), self.device)
+        shared = _SHARED_FROZEN.get(key)
+        if shared is None:
+            shared = _SHARED_FROZEN[key] = SharedFrozenLayers(merged.embed_tokens, list(merged.layers[:frozen]))
         else:
-            self.shared_states = OrderedDict()
-            _SHARED_FROZEN[key] = (merged.embed_tokens, list(merged.layers[:frozen]), self.shared_states)
+            merged.embed_tokens = shared.embeddings
+            for k, layer in enumerate(shared.layers):
+                merged.layers[k] = layer
+        self.shared = shared
         self.bottom = layer_view(merged, 0, frozen, final_norm=False)
         self.top = layer_view(merged, frozen, len(merged.layers), final_norm=True)
 
