@@ -79,3 +79,18 @@ def test_the_evidence_of_each_used_member_is_named_by_member():
     ensemble.fit_out_of_fold(make_issues(80, seed=6), TASK, seed=0, folds=3)
     evidence = ensemble.explain(Issue(1, "crash with traceback", "it fails"), ["bug"], TASK.label_names)["bug"]
     assert [line.split(": ")[0] for line in evidence] == ["tfidf", "tfidf-2"] and all("terms: " in line for line in evidence)
+
+
+def test_members_score_a_long_list_a_chunk_at_a_time_with_the_same_result(monkeypatch):
+    from issuelab.engines import ensemble as ensemble_module
+
+    ensemble = EnsembleEngine(EnsembleOptions(engines=("tfidf", "tfidf"), weights=(0.5, 0.5)), make_member=members(TfidfOptions(), TfidfOptions(C=1.0)))
+    ensemble.fit_out_of_fold(make_issues(80, seed=6), TASK, seed=0, folds=3)
+    test = make_issues(23, seed=7)
+    whole = ensemble.predict_scores(test)
+    calls = []
+    for member in ensemble.members:
+        monkeypatch.setattr(member, "predict_scores", lambda issues, score=member.predict_scores: calls.append(len(issues)) or score(issues))
+    monkeypatch.setattr(ensemble_module, "PREDICT_CHUNK", 5)
+    np.testing.assert_allclose(ensemble.predict_scores(test), whole)
+    assert calls == [5, 5, 5, 5, 5, 5, 5, 5, 3, 3]  # each chunk of 5 issues through both members, then the last 3
