@@ -199,7 +199,7 @@ class HeadEngine(BaseEngine):
         bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
         with torch.no_grad():
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
-                      for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr)]  # fmt: skip
+                      for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr, disable=None)]  # fmt: skip
         if sum(s.numel() * s.element_size() for s in states) <= KEEP_FROZEN_STATES_BYTES:
             _LAST_FROZEN_STATES[key] = (rows, states)
         return states
