@@ -52,9 +52,10 @@ class SharedFrozenLayers:
         self.bytes = 0
 
     def get(self, row: list[int]):
-        state = self.states.get(tuple(row))
+        key = tuple(row)
+        state = self.states.get(key)
         if state is not None:
-            self.states.move_to_end(tuple(row))
+            self.states.move_to_end(key)
         return state
 
     def keep(self, row: list[int], state) -> None:
@@ -180,6 +181,7 @@ class HeadEngine(BaseEngine):
         self.options = options or HeadOptions()
         self.base = None  # llm.base_model.BaseModelInfo
         self.info: EngineInfo = {}
+        self.shared: SharedFrozenLayers | None = None  # set when a loaded run shares its frozen layers
 
     def _pooled(self, ids, mask):
         """Mean of the last hidden states over the issue's tokens (float32)."""
@@ -216,7 +218,7 @@ class HeadEngine(BaseEngine):
         return masked_mean(top(inputs_embeds=hidden, attention_mask=mask).last_hidden_state.float(), mask)
 
     def _pooled_rows(self, rows: list[list[int]]):
-        if getattr(self, "shared", None) is not None:  # a loaded run above shared frozen layers
+        if self.shared is not None:  # a loaded run above shared frozen layers
             return self._pooled_states(self.top, [self._shared_state(row) for row in rows])
         ids, mask = pad_batch(rows, self.pad_id)
         return self._pooled(ids.to(self.device), mask.to(self.device))
