@@ -17,6 +17,7 @@ the description scores).
 
     python benchmarks/any_label_set.py --json docs/results/any-label-set.json --plot docs/any-label-set.png
     python benchmarks/any_label_set.py --targets sklearn mrtk --max-steps 200 --encoders /tmp/encoders --json out.json
+    python benchmarks/any_label_set.py --base all-mpnet-base-v2 --shots 0 5 --json out.json   # a larger encoder (GPU)
 (with --json, the targets already in OUT under the same options are kept: one target per call adds up.)
 """
 
@@ -196,12 +197,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=1.0, help="encoder training: passes over the other targets' issues")
     parser.add_argument("--max-steps", type=int, default=0, help="encoder training: a cap on steps (bounds CPU time)")
     parser.add_argument("--max-tokens", type=int, default=EncoderTrainingOptions.max_tokens, help="encoder training: tokens of each issue")
+    parser.add_argument("--base", default=EncoderTrainingOptions.base, help="encoder training: the encoder to start from (all-MiniLM-L6-v2, all-mpnet-base-v2 or a directory)")
     parser.add_argument("--encoders", metavar="DIR", help="keep (and reuse) each target's encoder here")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--plot", metavar="PNG")
     args = parser.parse_args()
 
-    options = EncoderTrainingOptions(epochs=args.epochs, max_steps=args.max_steps, max_tokens=args.max_tokens)
+    options = EncoderTrainingOptions(base=args.base, epochs=args.epochs, max_steps=args.max_steps, max_tokens=args.max_tokens)
     results = {}
     if args.json and Path(args.json).exists():  # targets run before with the same options are kept (one target per call is fine)
         earlier = json.loads(Path(args.json).read_text(encoding="utf-8"))
