@@ -17,6 +17,8 @@ regression.
     python benchmarks/multilabel.py --engines ensemble ensemble:embed.label_documents=false  # configurations side by side
     python benchmarks/multilabel.py --engines ensemble ensemble:policy.target_precision=0.9  # a [policy] setting
     python benchmarks/multilabel.py --protocol full --engines tfidf ensemble --json docs/results/multilabel-full.json
+    python benchmarks/multilabel.py --engines 'ensemble:ensemble.engines=["tfidf","fewshot"],fewshot.model=encoders/{set}'
+        # fewshot with an encoder trained on the other sets (benchmarks/any_label_set.py --encoders encoders)
 
 Data: $ISSUELAB_DATA/multilabel/{sklearn,mrtk,hf-datasets}/ (default ../shared/data), read in place.
 """
@@ -28,6 +30,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -141,11 +144,13 @@ def reference_outputs(train: list[Issue], test: list[Issue], task: Task, seed: i
     return {REFERENCES[0]: outputs(tf_oof, tf_test), REFERENCES[1]: outputs((tf_oof + lm_oof) / 2, (tf_test + lm_test) / 2)}
 
 
-def parse_system(spec: str, config: Config) -> tuple[str, Config]:
+def parse_system(spec: str, config: Config, set_name: str = "") -> tuple[str, Config]:
     """ENGINE or ENGINE:ENGINE.KEY=VALUE,...: several configurations of one engine compared in one run;
-    policy.KEY=VALUE items set the [policy] (e.g. policy.target_precision=0.9)."""
-    engine, _, options = spec.partition(":")
-    items = [item for item in options.split(",") if item]
+    policy.KEY=VALUE items set the [policy] (e.g. policy.target_precision=0.9). Commas inside [...] belong
+    to a list value (ensemble.engines=["tfidf","fewshot"]); {set} is replaced by the set's name (an
+    encoder trained on the other sets: fewshot.model=encoders/{set})."""
+    engine, _, options = spec.replace("{set}", set_name).partition(":")
+    items = [item for item in re.split(r",(?![^\[]*\])", options) if item]
     policy = {}
     for item in (item for item in items if item.startswith("policy.")):
         key, _, value = item.removeprefix("policy.").partition("=")
@@ -164,7 +169,7 @@ def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: 
     config = Config(labels=labels, train=config.train, policy=config.policy)
     task = Task(tuple(labels), multi_label=True)
     splits = list(small_folds(issues) if protocol == "small" else full_split(issues))
-    configured = {spec: parse_system(spec, config) for spec in systems}
+    configured = {spec: parse_system(spec, config, name) for spec in systems}
     folds: dict[str, list[dict]] = {system: [] for system in systems + REFERENCES}
     for k, (train, eval, test) in enumerate(splits):
         gold = [i.labels for i in test]
