@@ -20,6 +20,8 @@ no cheaper subset beats marked as the frontier (`--plot PNG` draws it).
         --member lorahead512=head:layers=13,seeds=2
     python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member minilm0=embed:finetune=no \
         --member lh4=head:layers=13,train_layers=4 --plot docs/nlbse24-frontier.png
+    python benchmarks/nlbse24_ensemble.py --member tfidf=tfidf --member xr=embed:model=encoders/{repo},finetune=no
+        # {repo}: the held-out repository's short name, e.g. an encoder trained on the others (any_label_set.py)
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> 
     run reloaded and timed on one issue per call (p50 over 20 test issues, after one warm-up), its size
     and that of the base models it shares."""
     path = cache / f"{key}--{repo.replace('/', '--')}.npz"
+    options = {k: v.replace("{repo}", repo.split("/")[1]) if isinstance(v, str) else v for k, v in options.items()}  # an encoder per held-out repository
     if path.exists():
         with np.load(path, allow_pickle=False) as saved:
             costs = {k: float(saved[k]) if k in saved else float("nan") for k in COSTS}
