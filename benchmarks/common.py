@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def write_report(path: str | None, report: dict) -> None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def split_options(options: str) -> list[str]:
+    """KEY=VALUE,KEY=VALUE,... as items; a comma inside [...] belongs to a list value (engines=["tfidf","embed"])."""
+    return [item for item in re.split(r",(?![^\[]*\])", options) if item]
 
 
 def set_engine_options(config, items: list[str], engine: str | None = None):

@@ -30,7 +30,6 @@ import dataclasses
 import json
 import os
 import random
-import re
 import statistics
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, machine, set_engine_options, write_report
+from common import ROOT, machine, set_engine_options, split_options, write_report
 from issuelab.config import Config, Label, TrainConfig
 from issuelab.data import Issue
 from issuelab.engines import Task
@@ -150,7 +149,7 @@ def parse_system(spec: str, config: Config, set_name: str = "") -> tuple[str, Co
     to a list value (ensemble.engines=["tfidf","fewshot"]); {set} is replaced by the set's name (an
     encoder trained on the other sets: fewshot.model=encoders/{set})."""
     engine, _, options = spec.replace("{set}", set_name).partition(":")
-    items = [item for item in re.split(r",(?![^\[]*\])", options) if item]
+    items = split_options(options)
     policy = {}
     for item in (item for item in items if item.startswith("policy.")):
         key, _, value = item.removeprefix("policy.").partition("=")

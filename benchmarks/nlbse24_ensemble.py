@@ -37,7 +37,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, write_report
+from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, split_options, write_report
 from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import load_config
 from issuelab.engines.embed import forget_embeddings
@@ -56,7 +56,7 @@ def parse_member(spec: str) -> tuple[str, str, dict, int]:
     engine, _, options = rest.partition(":")
     if not name or not engine:
         raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
-    settings = dict(parse_setting(pair, "--member") for pair in filter(None, options.split(",")))
+    settings = dict(parse_setting(pair, "--member") for pair in split_options(options))
     seeds = settings.pop("seeds", 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise SystemExit(f"--member {spec!r}: seeds must be a whole number >= 1")

@@ -34,3 +34,11 @@ def test_a_system_with_an_unknown_policy_key_is_refused(multilabel):
     config = Config(labels=[Label("bug", "broken"), Label("docs", "documentation")])
     with pytest.raises(SystemExit, match="no key 'max_label'"):
         multilabel.parse_system("tfidf:policy.max_label=2", config, "sklearn")
+
+
+def test_an_ensemble_member_keeps_list_values_whole(multilabel):
+    import nlbse24_ensemble
+
+    name, engine, settings, seeds = nlbse24_ensemble.parse_member('mix=ensemble:engines=["tfidf","embed"],seeds=2')
+
+    assert (name, engine, settings, seeds) == ("mix", "ensemble", {"engines": ["tfidf", "embed"]}, 2)

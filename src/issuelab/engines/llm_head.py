@@ -41,6 +41,10 @@ KEEP_FROZEN_STATES_BYTES = 2 * 1024**3  # kept after training for the next seed 
 SHARED_STATES_BYTES = 256 * 1024**2  # states kept for the next member (about 200 issues at 512 tokens, float32)
 
 
+def tensor_bytes(tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
 class SharedFrozenLayers:
     """What loaded runs whose LoRA sits above the same frozen layers of one base (the seeds of one head in an
     ensemble) share: the embeddings and those layers (the base model's in every such run), and each issue's
@@ -60,10 +64,10 @@ class SharedFrozenLayers:
 
     def keep(self, row: list[int], state) -> None:
         self.states[tuple(row)] = state
-        self.bytes += state.numel() * state.element_size()
+        self.bytes += tensor_bytes(state)
         while self.bytes > SHARED_STATES_BYTES and len(self.states) > 1:
             _, old = self.states.popitem(last=False)
-            self.bytes -= old.numel() * old.element_size()
+            self.bytes -= tensor_bytes(old)
 
 
 # (base, layers, frozen, dtype, device) -> the runs' SharedFrozenLayers; gone with the last run that holds it
@@ -202,7 +206,7 @@ class HeadEngine(BaseEngine):
         with torch.no_grad():
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
                       for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr, disable=None)]  # fmt: skip
-        if sum(s.numel() * s.element_size() for s in states) <= KEEP_FROZEN_STATES_BYTES:
+        if sum(map(tensor_bytes, states)) <= KEEP_FROZEN_STATES_BYTES:
             _LAST_FROZEN_STATES[key] = (rows, states)
         return states
 
