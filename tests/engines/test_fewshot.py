@@ -138,3 +138,21 @@ def test_the_evidence_names_the_description_and_the_most_similar_labeled_issues(
     named = [int(part.split("/")[-1].split(" ")[0]) for part in similar.removeprefix("similar labeled issues: ").split(", ")]
     assert len(named) == 3 and all("bug" in train[n - 1].labels for n in named)  # only issues that carry the label
     assert loaded.explain(issue, ["bug"]) == labeler.explain(issue, ["bug"])  # the references survive save and load
+
+
+def test_the_probe_is_kept_in_the_run_and_a_run_scored_the_earlier_way_is_refused(encoder, tmp_path, monkeypatch):
+    from issuelab.engines import fewshot
+    from issuelab.errors import RunError
+
+    labeler, _ = train_run(config_for(encoder), make_issues(60, seed=13), None, tmp_path / "run")
+    with np.load(tmp_path / "run" / "model" / "vectors.npz", allow_pickle=False) as vectors:
+        assert vectors["probe_coef"].shape == (4, vectors["labels"].shape[1]) and np.abs(vectors["probe_coef"]).sum() > 0
+    monkeypatch.setattr(fewshot, "fit_logistic_heads", lambda *a, **k: pytest.fail("a loaded run refits its probe"))
+    test = make_issues(20, seed=14)
+    assert [p.scores for p in Labeler.load(tmp_path / "run").predict(test)] == [p.scores for p in labeler.predict(test)]
+    state_path = tmp_path / "run" / "model" / "engine.json"
+    state = json.loads(state_path.read_text())
+    state["options"]["neighbours"] = 10  # what a run of the earlier neighbour-vote scoring saved: its thresholds fit those scores
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(RunError, match="earlier fewshot.*train it again"):
+        Labeler.load(tmp_path / "run")
