@@ -11,7 +11,8 @@ A label with n labeled issues blends them as n / (n + prior) of its examples sco
 of its description score: a label without examples (or added to the config later) is scored from its
 description alone, and leans on its examples as they arrive. The probe replaced the similarity-weighted
 votes of the nearest labeled issues and the similarity to each label's mean issue: with 1 to 20 labeled
-issues per label it scored higher beside tfidf on every set measured (docs/benchmarks.md, "Any label set").
+issues per label, the ensemble with tfidf scored higher on every set measured (docs/benchmarks.md, "The
+few-shot scores from a linear probe").
 
 Issues are compared after the mean of the repository's issues (the training issues and the task's
 unlabeled ones: `issuelab train --unlabeled`) is taken out of their embeddings (`center`): what every
@@ -26,7 +27,7 @@ A label without labeled issues has no threshold to tune: it takes the score that
 labeled issue at all, a label is applied when it takes `zero_shot_share` times its even share
 (1 / labels) of the description softmax (and with the policy's `min_labels`, the top label always is).
 The other labels' thresholds are chosen out of fold as for any quick engine. The run keeps the label and
-issue embeddings (npz) and the options; the encoder is loaded from where it is installed.
+issue embeddings and the probe (npz) and the options; the encoder is loaded from where it is installed.
 """
 
 from __future__ import annotations
