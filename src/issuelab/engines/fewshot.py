@@ -176,8 +176,7 @@ class FewshotEngine(BaseEngine):
         with np.load(directory / "vectors.npz", allow_pickle=False) as vectors:
             engine.label_vectors, engine.examples = vectors["labels"], vectors["examples"]
             engine.example_labels = vectors["example_labels"].astype(bool)
-            engine.center = vectors["center"] if "center" in vectors else np.zeros(engine.label_vectors.shape[1], np.float32)
-            engine.example_ids = vectors["example_ids"] if "example_ids" in vectors else np.array([f"#{k}" for k in range(len(engine.examples))])
+            engine.center, engine.example_ids = vectors["center"], vectors["example_ids"]  # every run with a probe has them
             engine.probe_coef, engine.probe_intercept = vectors["probe_coef"], vectors["probe_intercept"]
         engine._prepare()
         engine.encoder = engine._encoder()
