@@ -62,7 +62,7 @@ class FewshotOptions:
     inference_dtype: str = "auto"  # as for embed
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or self.max_tokens < 0 or 0 < self.max_tokens < 8:
+        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or 0 != self.max_tokens < 8:
             raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share > 0 and max_tokens 0 or >= 8 are required")
         if not 0 < self.unseen_false_positive_rate < 1:
             raise ValueError("unseen_false_positive_rate must be between 0 and 1")
@@ -97,8 +97,6 @@ class FewshotEngine(BaseEngine):
 
     def _encoder(self) -> EmbedEngine:
         opts = self.options
-        if not opts.max_tokens:  # the run keeps the length it chose, whatever becomes of the encoder's report
-            self.options = opts = replace(opts, max_tokens=trained_max_tokens(opts.model) or DEFAULT_MAX_TOKENS)
         encoder = EmbedEngine(EmbedOptions(model=opts.model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
         encoder.load_frozen()
         return encoder
@@ -106,6 +104,8 @@ class FewshotEngine(BaseEngine):
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         started = time.perf_counter()
         self.labels, self.multi_label = task.label_names, task.multi_label
+        if not self.options.max_tokens:  # saved resolved: the run keeps its length whatever becomes of the encoder's report
+            self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or DEFAULT_MAX_TOKENS)
         self.encoder = self._encoder()
         self.label_vectors = self.encoder.embed(task.label_issues())  # a label as the encoder reads it: name, description
         embedded = self.encoder.embed(list(train) + list(task.unlabeled))  # the training issues first
