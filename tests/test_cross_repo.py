@@ -124,3 +124,45 @@ def test_fewshot_reads_issues_at_the_length_its_encoder_was_trained_at(base, tmp
     assert [p.scores for p in Labeler.load(tmp_path / "run").predict(test)] == [p.scores for p in labeler.predict(test)]
     stock, _ = train_run(config(base), make_issues(30, seed=4), None, tmp_path / "stock")  # no report: the default length
     assert stock.manifest["engine_info"]["max_tokens"] == DEFAULT_MAX_TOKENS
+
+
+def test_fewshot_adapts_its_encoder_to_the_repositorys_labels_and_the_run_keeps_it(base, tmp_path):
+    import gc
+    import tomllib
+
+    from issuelab.config import parse_config
+    from issuelab.engines import embed
+    from issuelab.labeler import Labeler
+    from issuelab.metrics import score_outputs
+    from issuelab.train import train_run
+
+    described = "\n".join(f'"{name}" = "{" ".join(words[:2])}"' for name, words in SIGNALS.items())
+
+    def config(adapt_epochs):
+        return parse_config(tomllib.loads(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n[train.fewshot]\n'
+                                          f'model = "{base}"\nmax_tokens = 32\ninference_dtype = "float32"\n'
+                                          f'adapt_epochs = {adapt_epochs}\nadapt_learning_rate = 2e-3\n'))  # fmt: skip
+
+    train, test = make_issues(80, seed=4), make_issues(60, seed=5)
+    names = list(SIGNALS)
+
+    def micro_f1(labeler) -> float:
+        return score_outputs("fewshot", [i.labels for i in test], [p.output for p in labeler.predict(test)], names).f1
+
+    frozen, _ = train_run(config(0), train, None, tmp_path / "frozen")
+    adapted, _ = train_run(config(3), train, None, tmp_path / "adapted")
+    info = adapted.manifest["engine_info"]["adapted_encoder"]
+    assert info["steps"] >= 15 and info["loss_last_tenth"] < info["loss_first_tenth"]
+    assert "adapted_encoder" not in frozen.manifest["engine_info"]
+    assert micro_f1(adapted) > micro_f1(frozen) + 0.05, (micro_f1(adapted), micro_f1(frozen))
+    # the run holds its encoder (safetensors, nothing pickled) and answers from it, base or no base
+    encoder_files = {p.name for p in (tmp_path / "adapted").rglob("encoder/*")}
+    assert "model.safetensors" in encoder_files and not any(f.endswith((".bin", ".pkl")) for f in encoder_files)
+    loaded = Labeler.load(tmp_path / "adapted")
+    assert tmp_path / "adapted" in loaded.engine.adapted.parents and loaded.engine.shared_files() == []
+    assert [p.scores for p in loaded.predict(test)] == [p.scores for p in adapted.predict(test)]
+    # the adapted encoder of a trained engine goes with it: its folder and the process's copy
+    trained_at = adapted.engine.adapted
+    del adapted
+    gc.collect()
+    assert not trained_at.exists() and not any(key[0] == str(trained_at) for key in embed._FROZEN_ENCODERS)

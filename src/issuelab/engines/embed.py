@@ -46,6 +46,14 @@ def forget_embeddings() -> None:
     _FROZEN_EMBEDDINGS.clear()
 
 
+def forget_encoder(path: str | Path) -> None:
+    """Drops the frozen encoder loaded from `path` and its embeddings from this process: an encoder that
+    lives as long as one run (`fewshot`'s adapted encoder) does not pile up in a long process."""
+    for cache in (_FROZEN_ENCODERS, _FROZEN_EMBEDDINGS):
+        for key in [key for key in cache if key[0] == str(path)]:
+            del cache[key]
+
+
 @dataclass
 class EmbedOptions:
     model: str = MINILM  # all-MiniLM-L6-v2 (bundled), all-mpnet-base-v2 (extra embed-mpnet), or a local encoder directory

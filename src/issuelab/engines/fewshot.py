@@ -28,24 +28,35 @@ labeled issue at all, a label is applied when it takes `zero_shot_share` times i
 (1 / labels) of the description softmax (and with the policy's `min_labels`, the top label always is).
 The other labels' thresholds are chosen out of fold as for any quick engine. The run keeps the label and
 issue embeddings and the probe (npz) and the options; the encoder is loaded from where it is installed.
+
+`adapt_epochs` > 0 first fine-tunes the encoder on the labeled issues against the repository's own label
+texts (the bi-encoder recipe of `issuelab train-encoder`, on one repository) and reads every issue with
+the adapted encoder, which the run then holds (`encoder/`, safetensors). It is adapted once, on all the
+training issues: the out-of-fold refits share it and refit the probe only, so their scores come from an
+encoder that saw the held-out fold's labels (five adaptations would cost five times the minute one
+takes; docs/benchmarks.md measures the result on held-out issues).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..cross_repo import REPORT_FILE
+from ..cross_repo import REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
 from ..data import Issue, issue_reference, write_json
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from . import BaseEngine, EngineInfo, Task, similar_labeled
-from .embed import EmbedEngine, EmbedOptions
+from .embed import EmbedEngine, EmbedOptions, forget_encoder
+from .folds import out_of_fold_scores
 from .linear_heads import fit_logistic_heads, probabilities
 
 
@@ -59,16 +70,21 @@ class FewshotOptions:
     zero_shot_share: float = 2.0  # no labeled issues: a label needs this many times its even share
     unseen_false_positive_rate: float = 0.05  # a label no training issue carries: its threshold lets this share of them through
     center: bool = True  # take the mean of the repository's issues out of each issue's embedding
+    adapt_epochs: float = 0.0  # > 0: fine-tune the encoder on the labeled issues against the label texts first
+    adapt_learning_rate: float = 3e-5  # of that fine-tune (train-encoder's default)
     inference_dtype: str = "auto"  # as for embed
 
     def __post_init__(self) -> None:
         if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or 0 != self.max_tokens < 8:
             raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share > 0 and max_tokens 0 or >= 8 are required")
+        if self.adapt_epochs < 0 or self.adapt_learning_rate <= 0:
+            raise ValueError("adapt_epochs must be 0 (the encoder as it is) or more, adapt_learning_rate above 0")
         if not 0 < self.unseen_false_positive_rate < 1:
             raise ValueError("unseen_false_positive_rate must be between 0 and 1")
 
 
 DEFAULT_MAX_TOKENS = 256
+ADAPTED_ENCODER = "encoder"  # the run's folder for an adapted encoder
 
 
 def trained_max_tokens(model: str) -> int | None:
@@ -94,18 +110,55 @@ class FewshotEngine(BaseEngine):
     def __init__(self, options: FewshotOptions | None = None):
         self.options = options or FewshotOptions()
         self.info: EngineInfo = {}
+        self.adapted: Path | None = None  # the encoder fine-tuned on this run's labeled issues, if any
 
     def _encoder(self) -> EmbedEngine:
         opts = self.options
-        encoder = EmbedEngine(EmbedOptions(model=opts.model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
+        model = str(self.adapted) if self.adapted else opts.model
+        encoder = EmbedEngine(EmbedOptions(model=model, max_tokens=opts.max_tokens, finetune="no", inference_dtype=opts.inference_dtype))
         encoder.load_frozen()
         return encoder
+
+    def _resolve_max_tokens(self) -> None:
+        """max_tokens = 0: the length the encoder was trained at (an adapted one: the adaptation's), saved
+        resolved, so the run keeps its length whatever becomes of the encoder's report."""
+        if not self.options.max_tokens:
+            trained = EncoderTrainingOptions.max_tokens if self.options.adapt_epochs else DEFAULT_MAX_TOKENS
+            self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or trained)
+
+    def _adapts(self, train: list[Issue], task: Task) -> bool:
+        return bool(self.options.adapt_epochs) and len(task.labels) >= 2 and any(set(issue.labels) & set(task.label_names) for issue in train)
+
+    def _adapt(self, train: list[Issue], task: Task, seed: int) -> None:
+        """Fine-tunes the encoder on `train` against the task's label texts, into a folder that lives as
+        long as this engine (the run copies it when saved)."""
+        self._resolve_max_tokens()
+        folder = tempfile.TemporaryDirectory(prefix="issuelab-fewshot-encoder-")
+        self.adapted = Path(folder.name) / ADAPTED_ENCODER
+        opts = self.options
+        options = EncoderTrainingOptions(base=opts.model, epochs=opts.adapt_epochs, max_tokens=opts.max_tokens, learning_rate=opts.adapt_learning_rate, seed=seed)
+        report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True)
+        self._keep = folder  # deleted with the engine, and the process forgets the encoder then
+        weakref.finalize(self, forget_encoder, str(encoder_path(str(self.adapted))))
+        self.info["adapted_encoder"] = {key: report[key] for key in ("steps", "train_seconds", "loss_first_tenth", "loss_last_tenth")}
+
+    def fit_out_of_fold(self, train: list[Issue], task: Task, seed: int, folds: int) -> np.ndarray:
+        """As for any quick engine; an adapting one adapts its encoder once, on all of `train`, and the
+        folds refit the probe on it (see the module's docstring)."""
+        if not self._adapts(train, task):
+            return super().fit_out_of_fold(train, task, seed, folds)
+        self._adapt(train, task, seed)
+        on_adapted = replace(self.options, model=str(self.adapted), adapt_epochs=0.0)
+        scores = out_of_fold_scores(lambda: FewshotEngine(on_adapted), train, task, seed, folds)
+        self.fit(train, None, task, seed)
+        return scores
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         started = time.perf_counter()
         self.labels, self.multi_label = task.label_names, task.multi_label
-        if not self.options.max_tokens:  # saved resolved: the run keeps its length whatever becomes of the encoder's report
-            self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or DEFAULT_MAX_TOKENS)
+        self._resolve_max_tokens()
+        if self.adapted is None and self._adapts(train, task):
+            self._adapt(train, task, seed)
         self.encoder = self._encoder()
         self.label_vectors = self.encoder.embed(task.label_issues())  # a label as the encoder reads it: name, description
         embedded = self.encoder.embed(list(train) + list(task.unlabeled))  # the training issues first
@@ -173,14 +226,16 @@ class FewshotEngine(BaseEngine):
                 for label, k in ((label, self.labels.index(label)) for label in labels)}  # fmt: skip
 
     def shared_files(self) -> list[Path]:
-        return [encoder_path(self.options.model)]
+        return [] if self.adapted else [encoder_path(self.options.model)]
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        if self.adapted and self.adapted != directory / ADAPTED_ENCODER:
+            shutil.copytree(self.adapted, directory / ADAPTED_ENCODER, dirs_exist_ok=True)
         np.savez(directory / "vectors.npz", labels=self.label_vectors, examples=self.examples, example_labels=self.example_labels, center=self.center,
                  example_ids=self.example_ids, probe_coef=self.probe_coef, probe_intercept=self.probe_intercept)  # fmt: skip
-        write_json(directory / "engine.json", {"options": asdict(self.options), "labels": self.labels,
-                                               "multi_label": self.multi_label, "info": self.info})  # fmt: skip
+        write_json(directory / "engine.json", {"options": asdict(self.options), "labels": self.labels, "multi_label": self.multi_label,
+                                               "adapted_encoder": bool(self.adapted), "info": self.info})  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path) -> FewshotEngine:
@@ -189,6 +244,8 @@ class FewshotEngine(BaseEngine):
             raise ValueError("trained by an earlier fewshot (neighbour votes, not the linear probe)")
         engine = cls(options_from_json(FewshotOptions, state["options"]))
         engine.labels, engine.multi_label, engine.info = state["labels"], state["multi_label"], state["info"]
+        if state.get("adapted_encoder"):
+            engine.adapted = directory / ADAPTED_ENCODER
         with np.load(directory / "vectors.npz", allow_pickle=False) as vectors:
             engine.label_vectors, engine.examples = vectors["labels"], vectors["examples"]
             engine.example_labels = vectors["example_labels"].astype(bool)
