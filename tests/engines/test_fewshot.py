@@ -29,7 +29,7 @@ def encoder(tmp_path_factory):
 def config_text(encoder, labels=tuple(SIGNALS)) -> str:
     described = "\n".join(f'"{name}" = "{" ".join(SIGNALS[name])}"' for name in labels)
     return (f'[project]\nrepo = "acme/widgets"\n\n[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
-            f'[train.fewshot]\nmodel = "{encoder}"\nmax_tokens = 32\ninference_dtype = "float32"\n')
+            f'[train.fewshot]\nmodel = "{encoder}"\nmax_tokens = 32\ninference_dtype = "float32"\nadapt_epochs = 0\n')  # the probe on a fixed encoder
 
 
 def config_for(encoder, labels=tuple(SIGNALS)):

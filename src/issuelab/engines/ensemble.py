@@ -38,7 +38,7 @@ PREDICT_CHUNK = 64  # issues each member scores in turn (64 x 1.3 MB of frozen-l
 
 @dataclass
 class EnsembleOptions:
-    engines: tuple[str, ...] = ("tfidf", "embed")
+    engines: tuple[str, ...] = ("tfidf", "fewshot")  # fewshot: MiniLM adapted to the repository's label texts
     weights: tuple[float, ...] = ()  # empty: tuned on the eval split, or equal without one
 
     def __post_init__(self) -> None:

@@ -70,7 +70,8 @@ class FewshotOptions:
     zero_shot_share: float = 2.0  # no labeled issues: a label needs this many times its even share
     unseen_false_positive_rate: float = 0.05  # a label no training issue carries: its threshold lets this share of them through
     center: bool = True  # take the mean of the repository's issues out of each issue's embedding
-    adapt_epochs: float = 0.0  # > 0: fine-tune the encoder on the labeled issues against the label texts first
+    # > 0: fine-tune the encoder on the labeled issues against the label texts first (0: the encoder as it is)
+    adapt_epochs: float = 3.0
     adapt_learning_rate: float = 3e-5  # of that fine-tune (train-encoder's default)
     inference_dtype: str = "auto"  # as for embed
 
@@ -85,6 +86,7 @@ class FewshotOptions:
 
 DEFAULT_MAX_TOKENS = 256
 ADAPTED_ENCODER = "encoder"  # the run's folder for an adapted encoder
+ADAPT_MAX_STEPS = 400  # of 16 issues: about 10 minutes on 2 CPU cores; a large history gets fewer epochs
 
 
 def trained_max_tokens(model: str) -> int | None:
@@ -136,7 +138,8 @@ class FewshotEngine(BaseEngine):
         folder = tempfile.TemporaryDirectory(prefix="issuelab-fewshot-encoder-")
         self.adapted = Path(folder.name) / ADAPTED_ENCODER
         opts = self.options
-        options = EncoderTrainingOptions(base=opts.model, epochs=opts.adapt_epochs, max_tokens=opts.max_tokens, learning_rate=opts.adapt_learning_rate, seed=seed)
+        options = EncoderTrainingOptions(base=opts.model, epochs=opts.adapt_epochs, max_steps=ADAPT_MAX_STEPS, max_tokens=opts.max_tokens,
+                                         learning_rate=opts.adapt_learning_rate, seed=seed)  # fmt: skip
         report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True)
         self._keep = folder  # deleted with the engine, and the process forgets the encoder then
         weakref.finalize(self, forget_encoder, str(encoder_path(str(self.adapted))))
