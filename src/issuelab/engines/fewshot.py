@@ -129,7 +129,10 @@ class FewshotEngine(BaseEngine):
             self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or trained)
 
     def _adapts(self, train: list[Issue], task: Task) -> bool:
-        return bool(self.options.adapt_epochs) and len(task.labels) >= 2 and any(set(issue.labels) & set(task.label_names) for issue in train)
+        """Whether there is something to adapt to: two labels or more, and a training issue carrying one
+        (what `cross_repo.usable` asks of a set; checked here so that such a run just skips adapting)."""
+        names = set(task.label_names)
+        return bool(self.options.adapt_epochs) and len(names) >= 2 and any(names.intersection(issue.labels) for issue in train)
 
     def _adapt(self, train: list[Issue], task: Task, seed: int) -> None:
         """Fine-tunes the encoder on `train` against the task's label texts, into a folder that lives as
@@ -142,7 +145,7 @@ class FewshotEngine(BaseEngine):
                                          learning_rate=opts.adapt_learning_rate, seed=seed)  # fmt: skip
         report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True)
         self._keep = folder  # deleted with the engine, and the process forgets the encoder then
-        weakref.finalize(self, forget_encoder, str(encoder_path(str(self.adapted))))
+        weakref.finalize(self, forget_encoder, self.adapted)  # the frozen caches key a directory by its path
         self.info["adapted_encoder"] = {key: report[key] for key in ("steps", "train_seconds", "loss_first_tenth", "loss_last_tenth")}
 
     def fit_out_of_fold(self, train: list[Issue], task: Task, seed: int, folds: int) -> np.ndarray:
