@@ -158,7 +158,7 @@ def print_table(results: dict) -> None:
             for system, r in systems.items():
                 print(f"{name:<12} {k:>3} {system:<40} {r['f1']:>7.4f} {r['f1_stdev']:>6.3f} {result['metric']:<9} "
                       f"{r['invalid']:>7d} {r['train_seconds']:>8.1f} {r['predict_ms']:>9.2f}")  # fmt: skip
-    nlbse = [r for name, r in results.items() if r["metric"] == "macro_f1"]
+    nlbse = [r for name, r in results.items() if r["metric"] == "macro_f1" and "0" in r["shots"]]
     if nlbse:
         for system in nlbse[0]["shots"]["0"]:
             print(f"NLBSE'24 mean of {len(nlbse)} repositories, zero-shot, {system}: "
