@@ -129,6 +129,11 @@ def test_the_starter_engine_needs_only_what_is_installed(monkeypatch, tmp_path):
     (tmp_path / "issuelab.toml").write_text(starter_config("acme/widgets"))
     config = load_config(tmp_path / "issuelab.toml")
     assert config.train.engine == "tfidf" and 'pip install "issuelab[embed]"' in (tmp_path / "issuelab.toml").read_text()
+    from issuelab.cli.train import default_compare_engines
+
+    assert default_compare_engines() == ["tfidf"]  # compare measures what a new project would run, nothing it can't
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())  # torch, transformers, MiniLM all there
+    assert default_compare_engines() == ["tfidf", "ensemble"]
 
 
 def test_repository_labels_that_cannot_be_labels_are_skipped():

@@ -44,22 +44,26 @@ def top_label_accuracy(encoder_dir, issues: list[Issue]) -> float:
     return float(np.mean([list(SIGNALS)[row.argmax()] in issue.labels for row, issue in zip(scores, issues)]))
 
 
-def test_an_encoder_trained_on_two_label_sets_labels_a_third_better(base, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])  # bfloat16: the products autocast, the weights float32
+def test_an_encoder_trained_on_two_label_sets_labels_a_third_better(base, tmp_path, dtype):
     sets = [repository("acme/web", ["bug", "enhancement", "documentation"], 150, 1),
             repository("acme/infra", ["bug", "ci/cd", "documentation"], 150, 2)]  # fmt: skip
-    options = EncoderTrainingOptions(base=str(base), epochs=3, max_tokens=32, learning_rate=2e-3, batch_size=8)
+    options = EncoderTrainingOptions(base=str(base), epochs=3, max_tokens=32, learning_rate=2e-3, batch_size=8, dtype=dtype)
     report = train_encoder(sets, tmp_path / "encoder", options)
     assert [s["name"] for s in report["sets"]] == ["acme/web", "acme/infra"] and report["steps"] > 20
     assert report["loss_last_tenth"] < 0.7 * report["loss_first_tenth"]
     files = {p.name for p in (tmp_path / "encoder").iterdir()}
     assert {"config.json", "model.safetensors", REPORT_FILE} <= files and not any(f.endswith((".bin", ".pkl")) for f in files)
-    assert json.loads((tmp_path / "encoder" / REPORT_FILE).read_text())["steps"] == report["steps"]
+    saved = json.loads((tmp_path / "encoder" / REPORT_FILE).read_text())
+    assert saved["steps"] == report["steps"] and saved["options"]["dtype"] == dtype
     held_out = make_issues(150, seed=3)
     before, after = top_label_accuracy(base, held_out), top_label_accuracy(tmp_path / "encoder", held_out)
     assert after > before + 0.1, (before, after)
 
 
 def test_bad_sets_and_an_existing_directory_are_refused(base, tmp_path):
+    with pytest.raises(ValueError, match="dtype must be auto, float32 or bfloat16, not 'fp16'"):
+        EncoderTrainingOptions(dtype="fp16")
     options = EncoderTrainingOptions(base=str(base), max_steps=1, max_tokens=32)
     with pytest.raises(DataError, match="acme/one: a label set needs at least two labels"):
         train_encoder([repository("acme/one", ["bug"], 20, 1)], tmp_path / "a", options)
@@ -81,9 +85,10 @@ def test_the_cli_trains_from_configs_and_issue_files_and_fewshot_uses_the_encode
         issues = [Issue(i.id, i.title, i.body, i.labels + ["needs triage"]) for i in labeled.issues]  # other labels: ignored
         write_jsonl(tmp_path / f"{name}.jsonl", issues)
         args += ["--data", tmp_path / f"{name}.toml", tmp_path / f"{name}.jsonl"]
-    code, out, err = cli("train-encoder", *args, "--out", tmp_path / "encoder", "--base", base, "--max-steps", "4")
+    code, out, err = cli("train-encoder", *args, "--out", tmp_path / "encoder", "--base", base, "--max-steps", "4", "--dtype", "float32")
     assert code == 0, err
     assert "acme/web (" in out and "acme/infra (" in out and "4 steps" in out
+    assert json.loads((tmp_path / "encoder" / REPORT_FILE).read_text())["options"]["dtype"] == "float32"
     described = "\n".join(f'"{RENAMED[name]}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
     config = tmp_path / "new.toml"
     config.write_text(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'

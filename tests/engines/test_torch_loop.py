@@ -44,3 +44,26 @@ def test_the_loop_learns_counts_steps_and_restores_the_best_epoch():
     assert [r["step"] for r in result.history if "eval_loss" in r] == [5, 10, 15]  # each epoch's end
     assert result.best_eval_loss == 1.0 and torch.equal(weight.detach(), snapshots[1])  # epoch 2's weights came back
     assert losses[1] < 0.5 * initial  # it learned
+
+
+@pytest.mark.parametrize("autocast", [None, "cpu"])
+def test_autocast_runs_the_products_in_bfloat16_and_keeps_the_weights_float32(autocast):
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 4)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+    layer = torch.nn.Linear(4, 1)
+    seen = []
+
+    def loss_of(batch):
+        out = layer(x[batch]).squeeze(-1)
+        seen.append(out.dtype)
+        return ((out.float() - y[batch]) ** 2).mean()
+
+    initial = float(loss_of(list(range(16))))
+    seen.clear()
+    train_loop([{"params": layer.parameters(), "lr": 0.05}], 16, loss_of, seed=0, steps=40, batch_size=8, autocast=autocast)
+    assert set(seen) == {torch.bfloat16 if autocast else torch.float32}
+    assert layer.weight.dtype == torch.float32 and layer.weight.grad is None  # updated in float32, gradients cleared
+    assert float(loss_of(list(range(16)))) < 0.5 * initial  # it learned through the bfloat16 products

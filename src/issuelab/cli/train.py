@@ -11,7 +11,14 @@ from .common import command, config_flag, json_flag, load, set_flag, write_json_
 
 # The lora engine's flags from before --set, kept as aliases: --max-steps 20 is --set lora.max_steps=20.
 ENGINE_FLAG_ALIASES = ("base_model", "max_steps", "epochs", "prompt")
-DEFAULT_COMPARE_ENGINES = ["tfidf", "embed"]
+
+
+def default_compare_engines() -> list[str]:
+    """tfidf against the engine `issuelab init` starts a project with (the ensemble, where torch and MiniLM
+    are installed): whether the default's minute of CPU pays on this repository's issues."""
+    from ..config_file import starter_engine
+
+    return list(dict.fromkeys(["tfidf", starter_engine()]))
 
 
 def _flag_aliases(args: argparse.Namespace, engine: str) -> list[tuple[str, object]]:
@@ -75,7 +82,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from ..tables import format_table
 
     config = load(args)
-    comparison = compare(config, args.engines or DEFAULT_COMPARE_ENGINES, data=args.data, train=args.train, eval=args.eval,
+    comparison = compare(config, args.engines or default_compare_engines(), data=args.data, train=args.train, eval=args.eval,
                          test=args.test, folds=args.folds, seed=args.seed, runs_dir=Path(args.out) / "runs",
                          learning_curve=not args.no_learning_curve)  # fmt: skip
     files = write_report(comparison, args.out)
@@ -98,7 +105,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
         issues = read_issues(issues_path, config.label_names, aliases=config.aliases, drop_unknown=True, require_labels=False)
         sets.append(LabeledSet(config.project.repo or str(config_path), tuple(config.labels), issues))
     try:
-        options = EncoderTrainingOptions(base=args.base, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed)
+        options = EncoderTrainingOptions(base=args.base, epochs=args.epochs, max_steps=args.max_steps, seed=args.seed, dtype=args.dtype)
     except ValueError as e:
         raise IssuelabError(f"train-encoder: {e}") from None
     report = train_encoder(sets, args.out, options, force=args.force)
@@ -124,6 +131,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the pooled issues (default 1)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps of 16 issues (0: no cap)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="auto (default): matrix products in bfloat16 where the CPU or GPU has it fast, weights float32")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing encoder directory")
     p = command(sub, "crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",
                 "example: issuelab crossval --data work/issues.jsonl --engine tfidf --folds 5 --repeats 2")  # fmt: skip
@@ -166,7 +175,7 @@ def _add_compare(sub) -> None:
                 "examples:\n  issuelab compare --train T.jsonl --eval E.jsonl --test S.jsonl --engines tfidf embed --out reports/compare\n"
                 "  issuelab compare --data work/issues.jsonl --folds 5 --engines tfidf embed ensemble --write-config")  # fmt: skip
     config_flag(p)
-    p.add_argument("--engines", nargs="+", metavar="ENGINE", help=f"default: {' '.join(DEFAULT_COMPARE_ENGINES)}")
+    p.add_argument("--engines", nargs="+", metavar="ENGINE", help="default: tfidf and ensemble (tfidf alone without the embed extra)")
     set_flag(p)
     p.add_argument("--train", help="training dataset JSONL (split mode)")
     p.add_argument("--eval", help="eval dataset JSONL: per-label thresholds are tuned on it")

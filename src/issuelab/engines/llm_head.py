@@ -306,7 +306,7 @@ class HeadEngine(BaseEngine):
              {"params": self.head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=math.ceil(opts.epochs * math.ceil(len(train) / opts.batch_size)), batch_size=opts.batch_size,
             micro_batch_size=micro_batch(opts, self.device), weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio,
-            bf16_autocast=self.device == "cuda" and torch.cuda.is_bf16_supported(),
+            autocast="cuda" if self.device == "cuda" and torch.cuda.is_bf16_supported() else None,
             eval_loss=(lambda: self._eval_loss(eval)) if eval else None,
             snapshot=self._trainable_state, restore=self._load_trainable_state, desc="head: training",
         )  # fmt: skip

@@ -48,7 +48,7 @@ def train_loop(
     warmup_ratio: float = 0.0,
     warmup_offset: int = 0,
     clip: Iterable[Any] | None = None,
-    bf16_autocast: bool = False,
+    autocast: str | None = None,
     eval_loss: Callable[[], float] | None = None,
     snapshot: Callable[[], Any] | None = None,
     restore: Callable[[Any], None] | None = None,
@@ -66,7 +66,8 @@ def train_loop(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(total * warmup_ratio), total, warmup_offset))
     clip = list(clip) if clip is not None else [p for group in optimizer.param_groups for p in group["params"]]
     generator = torch.Generator().manual_seed(seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16_autocast)
+    # autocast = "cuda" or "cpu": matrix products in bfloat16 on that device, the weights and their updates stay float32
+    autocast_context = torch.autocast(autocast or "cpu", dtype=torch.bfloat16, enabled=autocast is not None)
     history: list[dict[str, Any]] = []
     best_loss, best_state, step = math.inf, None, 0
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
@@ -77,7 +78,7 @@ def train_loop(
             running = 0.0
             for m in range(0, len(batch), micro):
                 part = batch[m : m + micro]
-                with autocast:
+                with autocast_context:
                     loss = loss_of(part)
                 (loss * len(part) / len(batch)).backward()
                 running += loss.item() * len(part) / len(batch)
