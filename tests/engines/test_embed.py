@@ -23,11 +23,11 @@ def encoder(tmp_path_factory):
     return build_tiny_bert(tmp_path_factory.mktemp("bert"), corpus)
 
 
-def config_for(encoder, extra: str = ""):
+def config_for(encoder, extra: str = "", dtype: str = "float32"):
     import tomllib
 
     text = TOY_CONFIG + (
-        f'\n[train.embed]\nmodel = "{encoder}"\nmax_tokens = 32\nepochs = 8\nbatch_size = 8\ninference_dtype = "float32"\n'
+        f'\n[train.embed]\nmodel = "{encoder}"\nmax_tokens = 32\nepochs = 8\nbatch_size = 8\ninference_dtype = "{dtype}"\n'
     ) + extra
     return parse_config(tomllib.loads(text))
 
@@ -38,9 +38,9 @@ def micro_f1(labeler, issues) -> float:
     return 2 * tp / (sum(len(p.labels) for p in predictions) + sum(len(i.labels) for i in issues))
 
 
-@pytest.mark.parametrize("finetune", ["yes", "no"])
-def test_embed_learns_the_toy_task_and_reloads_identically(encoder, tmp_path, finetune):
-    config = config_for(encoder, f'finetune = "{finetune}"\n')
+@pytest.mark.parametrize(("finetune", "dtype"), [("yes", "float32"), ("yes", "bfloat16"), ("no", "float32")])  # bfloat16: products autocast
+def test_embed_learns_the_toy_task_and_reloads_identically(encoder, tmp_path, finetune, dtype):
+    config = config_for(encoder, f'finetune = "{finetune}"\n', dtype)
     issues = make_issues(240, seed=3)
     labeler, metrics = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="embed")
     assert labeler.manifest["engine_info"]["finetuned"] is (finetune == "yes")

@@ -68,7 +68,8 @@ class EmbedOptions:
     C: float = 1.0  # frozen mode: inverse regularisation of each logistic regression
     label_documents: bool = True  # each label's name and description is one more training issue (Task.label_issues)
     # A frozen encoder (training and answering) and a loaded run: "auto" is bfloat16 on CUDA and on CPUs
-    # with AVX512-BF16/AMX, float32 elsewhere (as for lora and head); fine-tuning runs in float32.
+    # with AVX512-BF16/AMX, float32 elsewhere (as for lora and head); fine-tuning then autocasts its matrix
+    # products to bfloat16 and keeps its weights float32.
     inference_dtype: str = "auto"  # auto | float32 | bfloat16
 
     def __post_init__(self) -> None:
@@ -121,7 +122,7 @@ class EmbedEngine(BaseEngine):
 
         self.device = device()
         # A frozen encoder reads training issues as it will read new ones: in the answering dtype (bfloat16
-        # where the CPU has it, 3-4x faster); fine-tuning trains in float32.
+        # where the CPU has it, 3-4x faster); fine-tuning keeps float32 weights (its products autocast).
         dtype = inference_dtype(self.options.inference_dtype, self.device) if for_answering or frozen else torch.float32
         key = (str(path), str(dtype), self.device)
         self.frozen_key = (*key, self.options.max_tokens) if frozen else None
@@ -187,6 +188,8 @@ class EmbedEngine(BaseEngine):
         gold = gold_matrix(train, self.labels)
         if finetune:
             self._finetune(train, gold, seed)
+            # From here on it answers as the saved run will: in the answering dtype (saved so, 45 MB in bfloat16)
+            self.encoder.to(dtype=inference_dtype(self.options.inference_dtype, self.device))
         else:
             self._fit_frozen(train, gold, seed)
         self._keep_examples(issues)
@@ -229,7 +232,8 @@ class EmbedEngine(BaseEngine):
              {"params": head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=int(math.ceil(len(train) / opts.batch_size) * opts.epochs), batch_size=opts.batch_size,
             weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
-            clip=list(self.encoder.parameters()), desc="embed: fine-tuning",
+            clip=list(self.encoder.parameters()), autocast=self.device if inference_dtype(opts.inference_dtype, self.device) == torch.bfloat16 else None,
+            desc="embed: fine-tuning",
         )  # fmt: skip
         self.encoder.eval()
         self.coef = (head.weight.detach().float().cpu().numpy() * self.scale).astype(np.float32)
