@@ -26,7 +26,7 @@ from .data import Issue, Label, write_json
 from .engines import Task
 from .engines.embed import EmbedEngine, EmbedOptions, document
 from .errors import DataError, IssuelabError
-from .llm.base_model import inference_dtype
+from .llm.base_model import INFERENCE_DTYPES, training_autocast
 from .llm.pypi_models import MINILM, encoder_path
 from .metrics import gold_matrix
 
@@ -59,7 +59,7 @@ class EncoderTrainingOptions:
     dtype: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.dtype not in ("auto", "float32", "bfloat16"):
+        if self.dtype not in INFERENCE_DTYPES:
             raise ValueError(f"dtype must be auto, float32 or bfloat16, not {self.dtype!r}")
         if self.epochs <= 0 or self.batch_size < 1 or self.max_tokens < 8 or self.max_steps < 0 or self.learning_rate <= 0:
             raise ValueError("epochs > 0, batch_size >= 1, max_tokens >= 8, max_steps >= 0 and learning_rate > 0 are required")
@@ -109,8 +109,6 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
     steps = max(1, math.ceil(len(batches) * opts.epochs))
     steps = min(steps, opts.max_steps) if opts.max_steps else steps
 
-    autocast = encoder.device if inference_dtype(opts.dtype, encoder.device) == torch.bfloat16 else None
-
     def loss_of(batch: list[int]):
         k, rows = batches[batch[0]]
         issues = encoder._embed([document(sets[k].issues[i]) for i in rows])
@@ -125,7 +123,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
     result = train_loop(
         [{"params": encoder.encoder.parameters(), "lr": opts.learning_rate}], len(batches), loss_of, seed=opts.seed,
         steps=steps, batch_size=1, weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
-        autocast=autocast, desc="train-encoder",
+        autocast=training_autocast(opts.dtype, encoder.device), desc="train-encoder",
     )  # fmt: skip
     encoder.encoder.eval()
     losses = [h["train_loss"] for h in result.history]

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import IssuelabError
+from ..llm.base_model import INFERENCE_DTYPES
 from .common import command, config_flag, json_flag, load, set_flag, write_json_if_asked
 
 # The lora engine's flags from before --set, kept as aliases: --max-steps 20 is --set lora.max_steps=20.
@@ -131,7 +132,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the pooled issues (default 1)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps of 16 issues (0: no cap)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+    p.add_argument("--dtype", choices=INFERENCE_DTYPES, default="auto",
                    help="auto (default): matrix products in bfloat16 where the CPU or GPU has it fast, weights float32")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing encoder directory")
     p = command(sub, "crossval", cmd_crossval, "K-fold cross-validation (stratified); micro counts summed over folds.",

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Issue, issue_reference, write_json
-from ..llm.base_model import check_inference_dtype, inference_dtype
+from ..llm.base_model import check_inference_dtype, inference_dtype, training_autocast
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
 from ..options import options_from_json
@@ -232,7 +232,7 @@ class EmbedEngine(BaseEngine):
              {"params": head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=int(math.ceil(len(train) / opts.batch_size) * opts.epochs), batch_size=opts.batch_size,
             weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
-            clip=list(self.encoder.parameters()), autocast=self.device if inference_dtype(opts.inference_dtype, self.device) == torch.bfloat16 else None,
+            clip=list(self.encoder.parameters()), autocast=training_autocast(opts.inference_dtype, self.device),
             desc="embed: fine-tuning",
         )  # fmt: skip
         self.encoder.eval()

@@ -139,6 +139,14 @@ def inference_dtype(setting: str, device: str):
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
+def training_autocast(setting: str, device: str) -> str | None:
+    """The device to autocast training's matrix products to bfloat16 on (train_loop's `autocast`), where the
+    answering dtype of `setting` is bfloat16 there; None: float32 throughout."""
+    import torch
+
+    return device if inference_dtype(setting, device) == torch.bfloat16 else None
+
+
 def load_base_model(path: Path, device: str = "cpu", dtype=None):
     """Loads (model, tokenizer) from a local directory; the fastest attention kernel available."""
     import torch
