@@ -2,6 +2,7 @@
 every layer run, measured in the same process on the same issues.
 
     python benchmarks/head_cpu.py --json docs/results/head-cpu.json
+    python benchmarks/head_cpu.py --train-layers 4 --dtypes float32 bfloat16   # training's products in bfloat16
 
 Gemma 3 270M cut to its first 13 layers (the NLBSE'24 recipe), 512 tokens, LoRA r = 16, batches of 8;
 the first --issues training issues of NLBSE'24 facebook/react, --epochs epochs, after one warm-up fit
@@ -30,6 +31,8 @@ def main() -> int:
     parser.add_argument("--issues", type=int, default=24)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--train-layers", type=int, nargs="+", default=[0, 4, 6])
+    parser.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16", "auto"],
+                        help="inference_dtype per configuration; bfloat16 also runs training's matrix products in it")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
 
@@ -39,8 +42,9 @@ def main() -> int:
     task = make_task(config, issues)
     HeadEngine(HeadOptions(layers=13, epochs=1)).fit(issues[:8], None, task, 0)  # warm-up, not timed
     rows = {}
-    for train_layers in args.train_layers:
-        engine = HeadEngine(HeadOptions(layers=13, train_layers=train_layers, epochs=args.epochs))
+    for dtype, train_layers in [(d, t) for d in args.dtypes for t in args.train_layers]:
+        name = f"train_layers={train_layers}" + (f" {dtype}" if len(args.dtypes) > 1 else "")
+        engine = HeadEngine(HeadOptions(layers=13, train_layers=train_layers, epochs=args.epochs, inference_dtype=dtype))
         started, cpu_started = time.perf_counter(), time.process_time()
         engine.fit(issues, None, task, 0)
         fit, cpu = time.perf_counter() - started, time.process_time() - cpu_started
@@ -49,17 +53,17 @@ def main() -> int:
         examples = engine.info["steps"] * engine.options.batch_size
         per_issue = {"frozen_pass_s": frozen / len(issues), "training_s": training / examples}
         projected = 300 * per_issue["frozen_pass_s"] + 900 * per_issue["training_s"]
-        rows[f"train_layers={train_layers}"] = {
+        rows[name] = {
             "fit_s": round(fit, 1), "fit_cpu_s": round(cpu, 1), "frozen_layers": engine.info["frozen_layers_cached"],
             **{k: round(v, 3) for k, v in per_issue.items()}, "projected_300x3_min": round(projected / 60, 1),
         }  # fmt: skip
-        print(f"train_layers={train_layers}: {rows[f'train_layers={train_layers}']}", file=sys.stderr)
-    base = rows[f"train_layers={args.train_layers[0]}"]["projected_300x3_min"]
-    print(f"{'':<16} {'fit s':>7} {'CPU s':>7} {'frozen s/issue':>15} {'train s/issue-epoch':>20} {'300 x 3 min':>12} {'speed-up':>9}")
+        print(f"{name}: {rows[name]}", file=sys.stderr)
+    base = next(iter(rows.values()))["projected_300x3_min"]
+    print(f"{'':<25} {'fit s':>7} {'CPU s':>7} {'frozen s/issue':>15} {'train s/issue-epoch':>20} {'300 x 3 min':>12} {'speed-up':>9}")
     for name, r in rows.items():
-        print(f"{name:<16} {r['fit_s']:>7.1f} {r['fit_cpu_s']:>7.1f} {r['frozen_pass_s']:>15.3f} {r['training_s']:>20.3f} "
+        print(f"{name:<25} {r['fit_s']:>7.1f} {r['fit_cpu_s']:>7.1f} {r['frozen_pass_s']:>15.3f} {r['training_s']:>20.3f} "
               f"{r['projected_300x3_min']:>12.1f} {base / r['projected_300x3_min']:>8.2f}x")  # fmt: skip
-    write_report(args.json, {"machine": machine(), "issues": len(issues), "epochs": args.epochs, "rows": rows})
+    write_report(args.json, {"machine": machine(), "issues": len(issues), "epochs": args.epochs, "dtypes": args.dtypes, "rows": rows})
     return 0
 
 

@@ -164,6 +164,33 @@ def test_head_with_cached_frozen_layers_trains_the_top_layer_only_and_reloads(ti
     assert loaded.explain(issues[200], issues[200].labels) == labeler.explain(issues[200], issues[200].labels)
 
 
+def test_head_trains_with_bfloat16_products_and_float32_weights_where_it_answers_in_bfloat16(tiny_base, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    issues = make_issues(240, seed=5)
+    config = config_for(tiny_base)
+    config.train.engine_options["head"].update(train_layers=1, inference_dtype="bfloat16")
+    products = set()
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Linear) and torch.is_grad_enabled():
+            products.add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        labeler, _ = train_run(config, issues[:160], issues[160:200], tmp_path / "run", engine="head")
+    finally:
+        hook.remove()
+    assert products == {torch.bfloat16}  # every product of the training steps
+    assert labeler.manifest["engine_info"]["autocast"] == "cpu"
+    with safe_open(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors", "pt") as adapter:
+        assert {adapter.get_tensor(key).dtype for key in adapter.keys()} == {torch.float32}
+    assert micro_f1(labeler, issues[200:]) > 0.6  # the commonest label alone: about 0.45
+    loaded = Labeler.load(tmp_path / "run")  # answers with bfloat16 weights, as training's products were
+    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(labeler.engine.predict_scores(issues[200:]), abs=0.05)
+
+
 def test_a_second_seed_reuses_the_frozen_states_and_trains_its_own_head(tiny_base):
     from issuelab.data import Label
     from issuelab.engines import Task

@@ -28,7 +28,7 @@ import numpy as np
 from ..data import Issue, issue_reference, write_json
 from ..errors import IssuelabError
 from ..llm.adapter import AdapterOptions, lora_config, micro_batch, require_lora_extra
-from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_id, resolve_base_model
+from ..llm.base_model import check_inference_dtype, inference_dtype, pad_token_id, resolve_base_model, training_autocast
 from ..metrics import gold_matrix
 from ..options import options_from_json
 from ..runtime import device as default_device
@@ -186,6 +186,7 @@ class HeadEngine(BaseEngine):
         self.base = None  # llm.base_model.BaseModelInfo
         self.info: EngineInfo = {}
         self.shared: SharedFrozenLayers | None = None  # set when a loaded run shares its frozen layers
+        self.autocast: str | None = None  # while training: the device whose matrix products run in bfloat16
 
     def _pooled(self, ids, mask):
         """Mean of the last hidden states over the issue's tokens (float32)."""
@@ -197,13 +198,13 @@ class HeadEngine(BaseEngine):
         import torch
         from tqdm.auto import tqdm
 
-        key = (str(self.base.path), frozen, self.device)
+        key = (str(self.base.path), frozen, self.device, self.autocast)
         if key in _LAST_FROZEN_STATES and _LAST_FROZEN_STATES[key][0] == rows:
             self.info["frozen_states_reused"] = True
             return _LAST_FROZEN_STATES[key][1]
         _LAST_FROZEN_STATES.clear()  # one set at a time
         bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
                       for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr, disable=None)]  # fmt: skip
         if sum(map(tensor_bytes, states)) <= KEEP_FROZEN_STATES_BYTES:
@@ -285,6 +286,9 @@ class HeadEngine(BaseEngine):
         torch.nn.init.zeros_(self.head[1].weight)  # start from the label priors, not from noise
 
         started = time.perf_counter()
+        # Matrix products in bfloat16 where the answering dtype is (CUDA, CPUs with AVX512-BF16/AMX); the LoRA
+        # weights, the head and their updates stay float32.
+        self.autocast = training_autocast(opts.inference_dtype, self.device)
         rows = [issue_ids(self.tokenizer, i, opts.max_tokens) for i in train]
         if frozen:  # the frozen layers' output never changes: computed once, the trained layers read it every epoch
             states, top = self._frozen_states(rows, frozen), layer_view(self.backbone.base_model.model, frozen, run, final_norm=True)
@@ -306,21 +310,20 @@ class HeadEngine(BaseEngine):
              {"params": self.head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=math.ceil(opts.epochs * math.ceil(len(train) / opts.batch_size)), batch_size=opts.batch_size,
             micro_batch_size=micro_batch(opts, self.device), weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio,
-            autocast="cuda" if self.device == "cuda" and torch.cuda.is_bf16_supported() else None,
-            eval_loss=(lambda: self._eval_loss(eval)) if eval else None,
+            autocast=self.autocast, eval_loss=(lambda: self._eval_loss(eval)) if eval else None,
             snapshot=self._trainable_state, restore=self._load_trainable_state, desc="head: training",
         )  # fmt: skip
         self.backbone.eval()
         seconds = time.perf_counter() - started
         if frozen:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
                 pooled = np.concatenate([pooled_of([k]).float().cpu().numpy() for k in range(len(train))])
         else:
             pooled = self._all_pooled(train, progress="head: reading issues for explanations")
         self._keep_examples(train, pooled)
         self.info |= {
             "base_model": base.to_json(), "multi_label": self.multi_label, "finetuned": True, "steps": result.steps,
-            "frozen_layers_cached": frozen,
+            "frozen_layers_cached": frozen, "autocast": self.autocast,
             "best_eval_loss": result.best_eval_loss, "train_seconds": round(seconds, 1),
             "seconds_per_example": round(seconds / max(1, result.steps * opts.batch_size), 3), "history": result.history,
         }  # fmt: skip
@@ -384,7 +387,7 @@ class HeadEngine(BaseEngine):
         step = 8 if self.device == "cuda" else 1
         rows = [issue_ids(self.tokenizer, i, self.options.max_tokens) for i in issues]
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
             for start in tqdm(range(0, len(rows), step), desc=progress, unit="batch", file=sys.stderr,
                               disable=True if progress is None else None):  # fmt: skip
                 out.append(forward(rows[start : start + step]).float().cpu().numpy())
