@@ -171,3 +171,33 @@ def test_fewshot_adapts_its_encoder_to_the_repositorys_labels_and_the_run_keeps_
     del adapted
     gc.collect()
     assert not trained_at.exists() and not any(key[0] == str(trained_at) for key in embed._FROZEN_ENCODERS)
+
+
+def test_an_adapted_encoder_answering_in_bfloat16_is_kept_in_bfloat16(base, tmp_path):
+    import tomllib
+
+    from safetensors import safe_open
+
+    from issuelab.config import parse_config
+    from issuelab.labeler import Labeler
+    from issuelab.train import train_run
+
+    described = "\n".join(f'"{name}" = "{" ".join(words[:2])}"' for name, words in SIGNALS.items())
+
+    def config(dtype):
+        return parse_config(tomllib.loads(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n[train.fewshot]\n'
+                                          f'model = "{base}"\nmax_tokens = 32\ninference_dtype = "{dtype}"\nadapt_epochs = 1\n'))  # fmt: skip
+
+    train, test = make_issues(40, seed=4), make_issues(20, seed=5)
+    sizes = {}
+    for dtype in ("float32", "bfloat16"):
+        labeler, _ = train_run(config(dtype), train, None, tmp_path / dtype)
+        weights = next((tmp_path / dtype).rglob("encoder/model.safetensors"))
+        with safe_open(weights, "pt") as saved:
+            assert {str(saved.get_tensor(key).dtype) for key in saved.keys()} == {f"torch.{dtype}"}
+        sizes[dtype] = weights.stat().st_size
+        # the run answers from the folder it keeps, so its answers are the reloaded run's
+        assert [p.scores for p in Labeler.load(tmp_path / dtype).predict(test)] == [p.scores for p in labeler.predict(test)]
+    assert sizes["bfloat16"] < 0.6 * sizes["float32"]
+    with pytest.raises(ValueError, match="save_dtype"):
+        train_encoder([repository("one", ["bug", "enhancement"], 20, 1)], tmp_path / "x", save_dtype="float16")

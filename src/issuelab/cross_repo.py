@@ -26,7 +26,7 @@ from .data import Issue, Label, write_json
 from .engines import Task
 from .engines.embed import EmbedEngine, EmbedOptions, document
 from .errors import DataError, IssuelabError
-from .llm.base_model import INFERENCE_DTYPES, training_autocast
+from .llm.base_model import INFERENCE_DTYPES, inference_dtype, training_autocast
 from .llm.pypi_models import MINILM, encoder_path
 from .metrics import gold_matrix
 
@@ -81,14 +81,19 @@ def usable(labeled: LabeledSet) -> LabeledSet:
     return LabeledSet(labeled.name, labeled.labels, issues)
 
 
-def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderTrainingOptions | None = None, *, force: bool = False) -> dict:
+def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderTrainingOptions | None = None, *, force: bool = False,
+                  save_dtype: str = "float32") -> dict:  # fmt: skip
     """Fine-tunes `options.base` on `sets` and writes the encoder to `out_dir` (staged beside it, then
-    renamed: an interrupted run leaves no half-written encoder). Returns the report it also writes."""
+    renamed: an interrupted run leaves no half-written encoder). Returns the report it also writes.
+    `save_dtype` ("float32", "bfloat16" or "auto", as inference_dtype): the weights as written; an encoder
+    that will only answer (fewshot's adapted one) can be kept in its answering dtype, half the bytes in bfloat16."""
     import torch
 
     from .engines.torch_loop import train_loop
 
     opts = options or EncoderTrainingOptions()
+    if save_dtype not in INFERENCE_DTYPES:
+        raise ValueError(f"save_dtype must be auto, float32 or bfloat16, not {save_dtype!r}")
     out = Path(out_dir)
     if out.exists() and not force:
         raise IssuelabError(f"{out} already exists: choose another --out or pass --force to replace it")
@@ -126,6 +131,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
         autocast=training_autocast(opts.dtype, encoder.device), desc="train-encoder",
     )  # fmt: skip
     encoder.encoder.eval()
+    encoder.encoder.to(inference_dtype(save_dtype, encoder.device))
     losses = [h["train_loss"] for h in result.history]
     tail = max(1, len(losses) // 10)
     report = {

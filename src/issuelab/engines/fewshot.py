@@ -145,7 +145,9 @@ class FewshotEngine(BaseEngine):
         opts = self.options
         options = EncoderTrainingOptions(base=opts.model, epochs=opts.adapt_epochs, max_steps=ADAPT_MAX_STEPS, max_tokens=opts.max_tokens,
                                          learning_rate=opts.adapt_learning_rate, seed=seed, dtype=opts.inference_dtype)  # fmt: skip
-        report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True)
+        # It only answers from now on: kept in the answering dtype (bfloat16 where the CPU has it: half the run)
+        report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True,
+                               save_dtype=opts.inference_dtype)  # fmt: skip
         self._keep = folder  # deleted with the engine, and the process forgets the encoder then
         weakref.finalize(self, forget_encoder, self.adapted)  # the frozen caches key a directory by its path
         self.info["adapted_encoder"] = {key: report[key] for key in ("steps", "train_seconds", "loss_first_tenth", "loss_last_tenth")}
