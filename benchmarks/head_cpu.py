@@ -5,8 +5,8 @@ every layer run, measured in the same process on the same issues.
     python benchmarks/head_cpu.py --train-layers 4 --dtypes float32 bfloat16   # training's products in bfloat16
 
 Gemma 3 270M cut to its first 13 layers (the NLBSE'24 recipe), 512 tokens, LoRA r = 16, batches of 8;
-the first --issues training issues of NLBSE'24 facebook/react, --epochs epochs, after one warm-up fit
-(a step on 8 issues: the base model read from disk, the kernels set up). Per configuration: the whole
+the first --issues training issues of NLBSE'24 facebook/react, --epochs epochs, after a warm-up fit per
+dtype (a step on 8 issues: the base model read from disk, the kernels set up). Per configuration: the whole
 `fit` (wall and CPU seconds, all threads, loading the base model and the pass that keeps the training
 issues for `explain` included), the one pass through the frozen layers and the training steps, per issue;
 and what the last two cost for the recipe's 300 issues x 3 epochs (900 training passes).
@@ -40,7 +40,8 @@ def main() -> int:
     issues, _ = import_issues(f"{args.data}/issues_train.csv", config.label_names, repos=["facebook/react"])
     issues = issues[: args.issues]
     task = make_task(config, issues)
-    HeadEngine(HeadOptions(layers=13, epochs=1)).fit(issues[:8], None, task, 0)  # warm-up, not timed
+    for dtype in args.dtypes:  # warm-up, not timed: each dtype's kernels set up before any is timed
+        HeadEngine(HeadOptions(layers=13, epochs=1, inference_dtype=dtype)).fit(issues[:8], None, task, 0)
     rows = {}
     for dtype, train_layers in [(d, t) for d in args.dtypes for t in args.train_layers]:
         name = f"train_layers={train_layers}" + (f" {dtype}" if len(args.dtypes) > 1 else "")

@@ -137,6 +137,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
     report = {
         "base": opts.base,
         "options": asdict(opts),
+        "saved_dtype": str(inference_dtype(save_dtype, encoder.device)).removeprefix("torch."),
         "sets": [{"name": s.name, "issues": len(s.issues), "labels": [label.name for label in s.labels]} for s in sets],
         "steps": result.steps,
         "train_seconds": round(time.perf_counter() - started, 1),

@@ -186,14 +186,17 @@ class HeadEngine(BaseEngine):
         self.base = None  # llm.base_model.BaseModelInfo
         self.info: EngineInfo = {}
         self.shared: SharedFrozenLayers | None = None  # set when a loaded run shares its frozen layers
-        self.autocast: str | None = None  # while training: the device whose matrix products run in bfloat16
+        # A trained (not loaded) run: the device whose matrix products run in bfloat16, in training and when it
+        # answers in the process that trained it (a loaded run has its weights in the answering dtype instead)
+        self.autocast: str | None = None
 
     def _pooled(self, ids, mask):
         """Mean of the last hidden states over the issue's tokens (float32)."""
         return masked_mean(self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask)
 
     def _frozen_states(self, rows: list[list[int]], frozen: int) -> list:
-        """Each issue's hidden states after the first `frozen` layers (float32, one tensor per issue). The
+        """Each issue's hidden states after the first `frozen` layers (one tensor per issue; bfloat16 where
+        training autocasts, float32 otherwise). The
         last ones computed are kept: an ensemble's second seed of the same head on the same issues reuses them."""
         import torch
         from tqdm.auto import tqdm
@@ -204,6 +207,8 @@ class HeadEngine(BaseEngine):
             return _LAST_FROZEN_STATES[key][1]
         _LAST_FROZEN_STATES.clear()  # one set at a time
         bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
+        if self.autocast:  # frozen for good: cast once, as a loaded run has them, not at every product
+            bottom.to(torch.bfloat16)
         with torch.no_grad(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
                       for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr, disable=None)]  # fmt: skip
@@ -254,7 +259,11 @@ class HeadEngine(BaseEngine):
         self.top = layer_view(merged, frozen, len(merged.layers), final_norm=True)
 
     def _logits(self, rows: list[list[int]]):
-        return self.head(self._pooled_rows(rows))
+        import torch
+
+        pooled = self._pooled_rows(rows)  # float32
+        with torch.autocast(self.device, enabled=False):  # the head in float32, as a loaded run has it
+            return self.head(pooled)
 
     # -- training ------------------------------------------------------------------------------
 

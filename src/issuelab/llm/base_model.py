@@ -141,9 +141,12 @@ def inference_dtype(setting: str, device: str):
 
 def training_autocast(setting: str, device: str) -> str | None:
     """The device to autocast training's matrix products to bfloat16 on (train_loop's `autocast`), where the
-    answering dtype of `setting` is bfloat16 there; None: float32 throughout."""
+    answering dtype of `setting` is bfloat16 there; None: float32 throughout (also on a GPU without bfloat16,
+    where autocasting to it would fail)."""
     import torch
 
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        return None
     return device if inference_dtype(setting, device) == torch.bfloat16 else None
 
 
