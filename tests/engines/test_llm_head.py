@@ -187,8 +187,10 @@ def test_head_trains_with_bfloat16_products_and_float32_weights_where_it_answers
     with safe_open(tmp_path / "run" / "model" / "adapter" / "adapter_model.safetensors", "pt") as adapter:
         assert {adapter.get_tensor(key).dtype for key in adapter.keys()} == {torch.float32}
     assert micro_f1(labeler, issues[200:]) > 0.6  # the commonest label alone: about 0.45
-    loaded = Labeler.load(tmp_path / "run")  # answers with bfloat16 weights, as training's products were
-    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(labeler.engine.predict_scores(issues[200:]), abs=0.05)
+    # a loaded run answers with bfloat16 weights (LoRA merged), the trained one through its products: within
+    # bfloat16's rounding (0.007 here)
+    loaded = Labeler.load(tmp_path / "run")
+    assert loaded.engine.predict_scores(issues[200:]) == pytest.approx(labeler.engine.predict_scores(issues[200:]), abs=0.02)
 
 
 def test_a_second_seed_reuses_the_frozen_states_and_trains_its_own_head(tiny_base):
