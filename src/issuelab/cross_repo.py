@@ -131,13 +131,14 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
         autocast=training_autocast(opts.dtype, encoder.device), desc="train-encoder",
     )  # fmt: skip
     encoder.encoder.eval()
-    encoder.encoder.to(inference_dtype(save_dtype, encoder.device))
+    saved_dtype = inference_dtype(save_dtype, encoder.device)
+    encoder.encoder.to(saved_dtype)
     losses = [h["train_loss"] for h in result.history]
     tail = max(1, len(losses) // 10)
     report = {
         "base": opts.base,
         "options": asdict(opts),
-        "saved_dtype": str(inference_dtype(save_dtype, encoder.device)).removeprefix("torch."),
+        "saved_dtype": str(saved_dtype).removeprefix("torch."),
         "sets": [{"name": s.name, "issues": len(s.issues), "labels": [label.name for label in s.labels]} for s in sets],
         "steps": result.steps,
         "train_seconds": round(time.perf_counter() - started, 1),

@@ -34,7 +34,7 @@ from ..options import options_from_json
 from ..runtime import device as default_device
 from . import BaseEngine, EngineInfo, Task, similar_labeled
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
-from .torch_loop import train_loop
+from .torch_loop import bfloat16_products, train_loop
 
 _LAST_FROZEN_STATES: dict[tuple, tuple] = {}  # (base model, frozen layers, device) -> (token rows, their states)
 KEEP_FROZEN_STATES_BYTES = 2 * 1024**3  # kept after training for the next seed up to this size (1,600 issues at 512 tokens)
@@ -209,7 +209,7 @@ class HeadEngine(BaseEngine):
         bottom = layer_view(self.backbone.base_model.model, 0, frozen, final_norm=False).eval()
         if self.autocast:  # frozen for good: cast once, as a loaded run has them, not at every product
             bottom.to(torch.bfloat16)
-        with torch.no_grad(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
+        with torch.no_grad(), bfloat16_products(self.autocast):
             states = [bottom(input_ids=torch.tensor([row], device=self.device)).last_hidden_state[0]
                       for row in tqdm(rows, desc=f"head: reading issues through the {frozen} frozen layers", unit="issue", file=sys.stderr, disable=None)]  # fmt: skip
         if sum(map(tensor_bytes, states)) <= KEEP_FROZEN_STATES_BYTES:
@@ -325,7 +325,7 @@ class HeadEngine(BaseEngine):
         self.backbone.eval()
         seconds = time.perf_counter() - started
         if frozen:
-            with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
+            with torch.inference_mode(), bfloat16_products(self.autocast):
                 pooled = np.concatenate([pooled_of([k]).float().cpu().numpy() for k in range(len(train))])
         else:
             pooled = self._all_pooled(train, progress="head: reading issues for explanations")
@@ -396,7 +396,7 @@ class HeadEngine(BaseEngine):
         step = 8 if self.device == "cuda" else 1
         rows = [issue_ids(self.tokenizer, i, self.options.max_tokens) for i in issues]
         out = []
-        with torch.inference_mode(), torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast is not None):
+        with torch.inference_mode(), bfloat16_products(self.autocast):
             for start in tqdm(range(0, len(rows), step), desc=progress, unit="batch", file=sys.stderr,
                               disable=True if progress is None else None):  # fmt: skip
                 out.append(forward(rows[start : start + step]).float().cpu().numpy())

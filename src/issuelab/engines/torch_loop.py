@@ -35,6 +35,14 @@ class LoopResult:
     best_eval_loss: float | None  # the restored weights' eval loss
 
 
+def bfloat16_products(device: str | None):
+    """A context in which the matrix products on `device` ("cuda" or "cpu") run in bfloat16, the weights
+    staying as they are; None: a context that changes nothing."""
+    import torch
+
+    return torch.autocast(device or "cpu", dtype=torch.bfloat16, enabled=device is not None)
+
+
 def train_loop(
     param_groups: Sequence[dict[str, Any]],
     examples: int,
@@ -66,8 +74,7 @@ def train_loop(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(int(total * warmup_ratio), total, warmup_offset))
     clip = list(clip) if clip is not None else [p for group in optimizer.param_groups for p in group["params"]]
     generator = torch.Generator().manual_seed(seed)
-    # autocast = "cuda" or "cpu": matrix products in bfloat16 on that device, the weights and their updates stay float32
-    autocast_context = torch.autocast(autocast or "cpu", dtype=torch.bfloat16, enabled=autocast is not None)
+    autocast_context = bfloat16_products(autocast)  # the weights and their updates stay float32
     history: list[dict[str, Any]] = []
     best_loss, best_state, step = math.inf, None, 0
     bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, disable=None)
