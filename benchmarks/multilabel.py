@@ -19,6 +19,12 @@ regression.
     python benchmarks/multilabel.py --protocol full --engines tfidf ensemble --json docs/results/multilabel-full.json
     python benchmarks/multilabel.py --engines 'ensemble:ensemble.engines=["tfidf","fewshot"],fewshot.model=encoders/{set}'
         # fewshot with an encoder trained on the other sets (benchmarks/any_label_set.py --encoders encoders)
+    python benchmarks/multilabel.py --merge a.json b.json --json all.json --plot docs/multilabel-small-frontier.png
+        # runs of the same protocol on different sets (one process each) merged, and the cost/quality frontier drawn
+
+Beside the metrics, each system's cost per fold: training wall and CPU seconds (all threads), milliseconds
+per issue when the test fold is labeled in one call, the p50 of labeling one issue per call (embeddings
+forgotten first, as a new process would embed them), and the size of the saved run.
 
 Data: $ISSUELAB_DATA/multilabel/{sklearn,mrtk,hf-datasets}/ (default ../shared/data), read in place.
 """
@@ -32,12 +38,14 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from common import ROOT, machine, set_engine_options, split_options, write_report
+from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import Config, Label, TrainConfig
 from issuelab.data import Issue
 from issuelab.engines import Task
@@ -50,6 +58,7 @@ from issuelab.train import fit_labeler
 
 SETS = ["sklearn", "mrtk", "hf-datasets"]
 REFERENCES = ["reference: tf-idf", "reference: tf-idf + MiniLM"]
+LATENCY_ISSUES = 10  # per fold, labeled one per call
 
 
 def data_dir() -> Path:
@@ -173,49 +182,127 @@ def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: 
     for k, (train, eval, test) in enumerate(splits):
         gold = [i.labels for i in test]
 
-        def record(system, outputs, trained, predict_ms):
-            folds[system].append(fold_row(score_outputs(system, gold, outputs, task.label_names), trained, predict_ms, outputs))  # noqa: B023 (called at once)
+        def record(system, outputs, costs):
+            folds[system].append(fold_row(score_outputs(system, gold, outputs, task.label_names), costs, outputs))  # noqa: B023 (called at once)
 
         for system, (engine, system_config) in configured.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             labeler, _ = fit_labeler(system_config, train, eval, engine, seed, task)
-            trained = time.perf_counter() - started
+            costs = {"train_seconds": time.perf_counter() - started, "train_cpu_seconds": time.process_time() - cpu_started}
             started = time.perf_counter()
             outputs = [p.output for p in labeler.predict(test)]
-            record(system, outputs, trained, 1000 * (time.perf_counter() - started) / len(test))
-        started = time.perf_counter()
-        for system, outputs in reference_outputs(train + (eval or []), test, task, seed).items():
-            record(system, outputs, time.perf_counter() - started, None)  # both references: one shared time
+            costs["predict_ms"] = 1000 * (time.perf_counter() - started) / len(test)
+            costs["p50_ms"], costs["run_mb"] = answering_costs(labeler, test)
+            record(system, outputs, costs)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        references = reference_outputs(train + (eval or []), test, task, seed)
+        shared = {"train_seconds": time.perf_counter() - started, "train_cpu_seconds": time.process_time() - cpu_started}
+        for system, outputs in references.items():
+            record(system, outputs, shared)  # both references: one shared time, nothing saved or timed per issue
         line = "  ".join(f"{s} {folds[s][-1]['micro_f1']:.3f}" for s in folds)
         print(f"{name} fold {k + 1}/{len(splits)}: {line}", file=sys.stderr, flush=True)
     return {system: summarise(rows) for system, rows in folds.items()} | {"_data": {"issues": len(issues), "folds": len(splits)}}
 
 
-def fold_row(m, trained: float, predict_ms: float | None, outputs: list[str]) -> dict:
+def answering_costs(labeler, test: list[Issue]) -> tuple[float, float]:
+    """p50 ms of labeling one issue per call, as a new process would (the embeddings this process kept are
+    forgotten first), and the saved run's size in MB."""
+    if "issuelab.engines.embed" in sys.modules:  # only where an engine with an encoder was loaded
+        sys.modules["issuelab.engines.embed"].forget_embeddings()
+    p50 = 1000 * measure_latency(labeler, test, LATENCY_ISSUES)[0]
+    with tempfile.TemporaryDirectory() as directory:
+        labeler.save(Path(directory))
+        return p50, directory_bytes(Path(directory)) / 1e6
+
+
+def fold_row(m, costs: dict, outputs: list[str]) -> dict:
     return {"micro_f1": m.f1, "jaccard": m.jaccard, "macro_f1": m.macro_f1, "invalid": m.invalid,
             "precision": m.precision, "coverage": sum(bool(o) for o in outputs) / max(1, len(outputs)),
-            "train_seconds": trained, "predict_ms": predict_ms}  # fmt: skip
+            "predict_ms": None, "p50_ms": None, "run_mb": None} | costs  # fmt: skip
 
 
 def summarise(rows: list[dict]) -> dict:
-    out = {key: round(statistics.mean(r[key] for r in rows), 4) for key in ("micro_f1", "jaccard", "macro_f1", "precision", "coverage", "train_seconds")}
+    keys = ("micro_f1", "jaccard", "macro_f1", "precision", "coverage", "train_seconds", "train_cpu_seconds")
+    out = {key: round(statistics.mean(r[key] for r in rows), 4) for key in keys}
     out["micro_f1_stdev"] = round(statistics.stdev(r["micro_f1"] for r in rows), 4) if len(rows) > 1 else 0.0
     out["invalid"] = sum(r["invalid"] for r in rows)
-    predict = [r["predict_ms"] for r in rows if r["predict_ms"] is not None]
-    out["predict_ms_per_issue"] = round(statistics.mean(predict), 3) if predict else None
+    for key, name, digits in (("predict_ms", "predict_ms_per_issue", 3), ("p50_ms", "p50_ms", 2), ("run_mb", "run_mb", 2)):
+        measured = [r[key] for r in rows if r[key] is not None]
+        out[name] = round(statistics.mean(measured), digits) if measured else None
     return out
 
 
 def print_table(results: dict) -> None:
-    print(f"\n{'SET':<12} {'SYSTEM':<44} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'PRECISION':>9} {'COVERAGE':>8} {'INVALID':>8} {'TRAIN S':>8} {'MS/ISSUE':>9}")
+    def cell(r: dict, key: str, digits: int) -> str:
+        return "-" if r.get(key) is None else f"{r[key]:.{digits}f}"  # runs before the cost columns lack some
+
+    print(f"\n{'SET':<12} {'SYSTEM':<44} {'MICRO F1':>9} {'±':>6} {'JACCARD':>8} {'MACRO F1':>9} {'PRECISION':>9} {'COVERAGE':>8} {'INVALID':>8} "
+          f"{'TRAIN S':>8} {'CPU S':>7} {'MS/ISSUE':>9} {'P50 MS':>7} {'RUN MB':>7}")  # fmt: skip
     for name, systems in results.items():
         ref = systems[REFERENCES[0]]["micro_f1"]
         for system, r in systems.items():
             if system.startswith("_"):
                 continue
-            ms = f"{r['predict_ms_per_issue']:.2f}" if r["predict_ms_per_issue"] is not None else "-"
             print(f"{name:<12} {system:<44} {r['micro_f1']:>9.4f} {r['micro_f1_stdev']:>6.3f} {r['jaccard']:>8.4f} "
-                  f"{r['macro_f1']:>9.4f} {r['precision']:>9.4f} {r['coverage']:>8.3f} {r['invalid']:>8d} {r['train_seconds']:>8.1f} {ms:>9}  ({r['micro_f1'] - ref:+.3f} vs tf-idf reference)")  # fmt: skip
+                  f"{r['macro_f1']:>9.4f} {r['precision']:>9.4f} {r['coverage']:>8.3f} {r['invalid']:>8d} {r['train_seconds']:>8.1f} "
+                  f"{cell(r, 'train_cpu_seconds', 1):>7} {cell(r, 'predict_ms_per_issue', 2):>9} {cell(r, 'p50_ms', 1):>7} {cell(r, 'run_mb', 1):>7}"
+                  f"  ({r['micro_f1'] - ref:+.3f} vs tf-idf reference)")  # fmt: skip
+
+
+def frontier_rows(results: dict) -> list[dict]:
+    """Per system measured on every set: micro F1, training CPU seconds per fold, p50 ms and run MB, each
+    the mean over the sets; `frontier` marks those that no system with less training CPU matches in F1."""
+    systems = [s for s in next(iter(results.values())) if not s.startswith("_") and s not in REFERENCES]
+    rows = []
+    for system in systems:
+        per_set = [r[system] for r in results.values() if system in r and r[system].get("p50_ms") is not None]
+        if len(per_set) == len(results):
+            rows.append({"system": system, **{key: round(statistics.mean(r[key] for r in per_set), 4)
+                                              for key in ("micro_f1", "train_cpu_seconds", "p50_ms", "run_mb")}})  # fmt: skip
+    best = -1.0
+    for row in sorted(rows, key=lambda r: (r["train_cpu_seconds"], -r["micro_f1"])):
+        row["frontier"], best = row["micro_f1"] > best, max(best, row["micro_f1"])
+    return rows
+
+
+def plot_frontier(rows: list[dict], results: dict, protocol: str, path: str) -> None:
+    """Mean micro F1 over the sets against training CPU seconds per fold and against p50 ms per issue; the
+    references of the same run as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, key, label in ((axes[0], "train_cpu_seconds", "training, CPU seconds per fold (log)"),
+                           (axes[1], "p50_ms", "answering one issue, p50 ms (log)")):  # fmt: skip
+        ax.scatter([r[key] for r in rows], [r["micro_f1"] for r in rows], s=16, color="0.5")
+        if key == "train_cpu_seconds":
+            front = sorted((r for r in rows if r["frontier"]), key=lambda r: r[key])
+            ax.plot([r[key] for r in front], [r["micro_f1"] for r in front], "o-", color="C0", label="frontier (training cost)")
+        for r in rows:
+            ax.annotate(r["system"][:48], (r[key], r["micro_f1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for n, reference in enumerate(REFERENCES):
+            ax.axhline(statistics.mean(r[reference]["micro_f1"] for r in results.values()), color=f"C{n + 1}", ls="--", lw=1, label=reference)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"micro F1, mean of {', '.join(results)} ({protocol})")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def merge_reports(paths: list[str]) -> dict:
+    """Runs of one protocol and the same systems on different sets (one process per set), as one report."""
+    reports = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
+    for path, report in zip(paths[1:], reports[1:]):
+        if (report["protocol"], report["engines"], report["options"]) != (reports[0]["protocol"], reports[0]["engines"], reports[0]["options"]):
+            raise SystemExit(f"error: {path}: another protocol, systems or options than {paths[0]}; merge runs of one command")
+        if set(report["results"]) & set(reports[0]["results"]):
+            raise SystemExit(f"error: {path}: a set measured in two of the runs ({', '.join(set(report['results']) & set(reports[0]['results']))})")
+    return reports[0] | {"results": {name: r for report in reports for name, r in report["results"].items()}, "merged_from": paths}
 
 
 def main() -> int:
@@ -227,14 +314,26 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="ENGINE.KEY=VALUE", help="an engine option")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="no run: merge these reports (one command, different sets)")
+    parser.add_argument("--plot", metavar="PNG", help="draw mean F1 against training and answering cost here")
     args = parser.parse_args()
 
-    config = Config(labels=[Label("x", "")], train=TrainConfig(multi_label="true"))
-    config, settings = set_engine_options(config, args.set)
-    results = {name: run_set(name, config, args.engines, args.protocol, args.seed) for name in args.sets}
-    print_table(results)
-    write_report(args.json, {"protocol": args.protocol, "engines": args.engines, "options": settings,
-                             "machine": machine(), "results": results})  # fmt: skip
+    if args.merge:
+        report = merge_reports(args.merge)
+    else:
+        config = Config(labels=[Label("x", "")], train=TrainConfig(multi_label="true"))
+        config, settings = set_engine_options(config, args.set)
+        results = {name: run_set(name, config, args.engines, args.protocol, args.seed) for name in args.sets}
+        report = {"protocol": args.protocol, "engines": args.engines, "options": settings, "machine": machine(), "results": results}
+    print_table(report["results"])
+    rows = frontier_rows(report["results"])
+    if rows:
+        print(f"\n{'SYSTEM (mean of the sets)':<48} {'MICRO F1':>9} {'CPU S':>7} {'P50 MS':>7} {'RUN MB':>7}  FRONTIER")
+        for r in sorted(rows, key=lambda r: r["train_cpu_seconds"]):
+            print(f"{r['system'][:48]:<48} {r['micro_f1']:>9.4f} {r['train_cpu_seconds']:>7.1f} {r['p50_ms']:>7.1f} {r['run_mb']:>7.1f}  {'*' if r['frontier'] else ''}")
+    write_report(args.json, report | {"frontier": rows})
+    if args.plot:
+        plot_frontier(rows, report["results"], report["protocol"], args.plot)
     return 0
 
 

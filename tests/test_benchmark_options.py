@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,34 @@ def test_an_ensemble_member_keeps_list_values_whole(multilabel):
     name, engine, settings, seeds = nlbse24_ensemble.parse_member('mix=ensemble:engines=["tfidf","embed"],seeds=2')
 
     assert (name, engine, settings, seeds) == ("mix", "ensemble", {"engines": ["tfidf", "embed"]}, 2)
+
+
+def _set_result(f1: dict[str, float], cpu: dict[str, float]) -> dict:
+    """One set's summary as multilabel.py writes it: systems with costs, references without."""
+    rows = {system: {"micro_f1": f1[system], "train_cpu_seconds": cpu[system], "p50_ms": 5.0, "run_mb": 1.0} for system in f1}
+    return rows | {reference: {"micro_f1": 0.5, "train_cpu_seconds": 1.0, "p50_ms": None, "run_mb": None} for reference in ("reference: tf-idf", "reference: tf-idf + MiniLM")}
+
+
+def test_the_frontier_keeps_the_systems_no_cheaper_one_matches(multilabel):
+    results = {"sklearn": _set_result({"cheap": 0.70, "dear": 0.80, "dearer but worse": 0.75}, {"cheap": 2, "dear": 20, "dearer but worse": 40}),
+               "mrtk": _set_result({"cheap": 0.60, "dear": 0.62, "dearer but worse": 0.61}, {"cheap": 4, "dear": 30, "dearer but worse": 60})}
+
+    rows = {r["system"]: r for r in multilabel.frontier_rows(results)}
+
+    assert set(rows) == {"cheap", "dear", "dearer but worse"}  # the references are no systems
+    assert rows["dear"]["micro_f1"] == pytest.approx(0.71) and rows["dear"]["train_cpu_seconds"] == pytest.approx(25)
+    assert [name for name, r in rows.items() if r["frontier"]] == ["cheap", "dear"]
+
+
+def test_reports_of_different_commands_or_the_same_set_are_not_merged(multilabel, tmp_path):
+    def report(name, sets, engines=("tfidf",)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"protocol": "small", "engines": list(engines), "options": {}, "results": {s: {} for s in sets}}))
+        return str(path)
+
+    merged = multilabel.merge_reports([report("a", ["sklearn"]), report("b", ["mrtk", "hf-datasets"])])
+    assert list(merged["results"]) == ["sklearn", "mrtk", "hf-datasets"]
+    with pytest.raises(SystemExit, match="another protocol, systems or options"):
+        multilabel.merge_reports([report("c", ["sklearn"]), report("d", ["mrtk"], engines=("tfidf", "fewshot"))])
+    with pytest.raises(SystemExit, match="a set measured in two of the runs"):
+        multilabel.merge_reports([report("e", ["sklearn"]), report("f", ["sklearn"])])
