@@ -40,9 +40,6 @@ PREDICT_CHUNK = 64  # issues each member scores in turn (64 x 1.3 MB of frozen-l
 class EnsembleOptions:
     engines: tuple[str, ...] = ("tfidf", "fewshot")  # fewshot: MiniLM adapted to the repository's label texts
     weights: tuple[float, ...] = ()  # empty: tuned on the eval split, or equal without one
-    # multi-label, weights chosen out of fold: map each member's scores through one logistic curve fitted to
-    # its out-of-fold scores (pooled over labels) before averaging, so that members of different scales count alike
-    calibrate: bool = False
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.engines if e not in ENGINES or e == "ensemble"]
@@ -65,28 +62,6 @@ def member_names(engines) -> list[str]:
 def normalise_rows(scores: np.ndarray) -> np.ndarray:
     """Single-label scores as distributions over the labels, so members of any scale average fairly."""
     return scores / np.clip(scores.sum(axis=1, keepdims=True), 1e-12, None)
-
-
-def _log_odds(scores: np.ndarray) -> np.ndarray:
-    clipped = np.clip(scores, 1e-6, 1 - 1e-6)
-    return np.log(clipped / (1 - clipped))
-
-
-def _fit_calibration(scores: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
-    """Slope and intercept of one logistic map from a member's log-odds to the gold labels, pooled over
-    every (issue, label) pair: two numbers, steady on a hundred issues where one per label would not be."""
-    from sklearn.linear_model import LogisticRegression
-
-    y = gold.reshape(-1).astype(int)
-    if y.min() == y.max():
-        return 1.0, 0.0
-    model = LogisticRegression(C=1.0).fit(_log_odds(scores).reshape(-1, 1), y)
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
-
-
-def _calibrated(scores: np.ndarray, slope_intercept: tuple[float, float]) -> np.ndarray:
-    slope, intercept = slope_intercept
-    return 1.0 / (1.0 + np.exp(-(slope * _log_odds(scores) + intercept)))
 
 
 def _grid(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
@@ -122,14 +97,12 @@ class EnsembleEngine:
         self.options = options or EnsembleOptions()
         self.make_member = make_member  # engine name -> an untrained engine with that engine's options
         self.info: EngineInfo = {}
-        self.calibration: list[tuple[float, float]] | None = None  # per member (slope, intercept), with `calibrate`
 
     def quick_to_fit(self, task: Task) -> bool:
         return all(self.make_member(engine).quick_to_fit(task) for engine in set(self.options.engines))
 
     def _combine(self, member_scores: list[np.ndarray | None], weights) -> np.ndarray:
-        calibration = self.calibration or [None] * len(member_scores)
-        used = [(w, s if c is None else _calibrated(s, c)) for w, s, c in zip(weights, member_scores, calibration) if w > 0]
+        used = [(w, s) for w, s in zip(weights, member_scores) if w > 0]
         if not self.multi_label:
             used = [(w, normalise_rows(s)) for w, s in used]
         return sum(w * s for w, s in used) / sum(w for w, _ in used)
@@ -144,7 +117,7 @@ class EnsembleEngine:
         return results
 
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
-        self.multi_label, self.calibration = task.multi_label, None
+        self.multi_label = task.multi_label
         self._fit_members(lambda member, repeat: member.fit(train, eval, task, seed + repeat))
         if self.options.weights:
             self.weights = tuple(self.options.weights)
@@ -163,7 +136,6 @@ class EnsembleEngine:
         member_scores = self._fit_members(lambda member, repeat: member.fit_out_of_fold(train, task, seed + repeat, folds))
         gold = gold_matrix(train, task.label_names)
         min_labels = 1 if all(issue.labels for issue in train) else 0
-        self.calibration = [_fit_calibration(s, gold) for s in member_scores] if self.options.calibrate and self.multi_label else None
 
         @functools.cache  # weights tuple -> F1: the grid, the members alone and equal weights overlap
         def quality(weights) -> float:
@@ -218,16 +190,14 @@ class EnsembleEngine:
             if weight > 0:  # a member the mix does not use is not kept
                 member.save(directory / name)
         write_json(directory / "ensemble.json",
-                   {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info,
-                    "calibration": self.calibration})  # fmt: skip
+                   {"options": asdict(self.options), "weights": list(self.weights), "multi_label": self.multi_label, "info": self.info})  # fmt: skip
 
     @classmethod
     def load(cls, directory: Path) -> EnsembleEngine:
         state = json.loads((directory / "ensemble.json").read_text(encoding="utf-8"))
         options = state["options"]
-        engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"]), calibrate=options.get("calibrate", False)))
+        engine = cls(EnsembleOptions(engines=tuple(options["engines"]), weights=tuple(options["weights"])))
         engine.weights, engine.multi_label, engine.info = tuple(state["weights"]), state["multi_label"], state["info"]
-        engine.calibration = [tuple(c) for c in state["calibration"]] if state.get("calibration") else None
         names = member_names(engine.options.engines)
         engine.members = [engine_class(e).load(directory / n) if w > 0 else None
                           for e, n, w in zip(engine.options.engines, names, engine.weights)]  # fmt: skip
