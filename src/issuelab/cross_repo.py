@@ -53,7 +53,6 @@ class EncoderTrainingOptions:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     scale: float = 20.0  # cosine similarities times this are the logits
-    pair_weight: float = 0.0  # > 0: plus this times a supervised contrastive loss between the batch's issues (shared label = positive)
     seed: int = 0
     # auto: matrix products in bfloat16 where the CPU (or GPU) has it fast, the weights float32 (1.7x faster a
     # step on a CPU with AVX512-BF16); float32: everything in float32
@@ -80,23 +79,6 @@ def usable(labeled: LabeledSet) -> LabeledSet:
     if not issues:
         raise DataError(f"{labeled.name}: no issue carries one of its labels ({', '.join(sorted(names))})")
     return LabeledSet(labeled.name, labeled.labels, issues)
-
-
-def _pair_loss(issues, target, scale: float):
-    """Supervised contrastive loss within a batch: each issue's softmax over the other issues, its
-    positives those sharing a label with it (anchors without one are skipped)."""
-    import torch
-
-    with torch.autocast(issues.device.type, enabled=False):
-        similarity = scale * issues.float() @ issues.float().T
-    eye = torch.eye(len(target), dtype=torch.bool, device=similarity.device)
-    positive = ((target @ target.T) > 0) & ~eye
-    log_probs = torch.log_softmax(similarity.masked_fill(eye, float("-inf")), dim=1).masked_fill(eye, 0.0)
-    anchors = positive.any(1)
-    if not anchors.any():
-        return similarity.sum() * 0.0
-    per_anchor = (log_probs * positive).sum(1)[anchors] / positive.sum(1)[anchors]
-    return -per_anchor.mean()
 
 
 def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderTrainingOptions | None = None, *, force: bool = False,
@@ -139,10 +121,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
         with torch.autocast(encoder.device, enabled=False):  # the similarities in float32: bfloat16 rounds cosines at 1e-2
             log_probs = torch.log_softmax(opts.scale * issues.float() @ labels.float().T, dim=1)
         target = golds[k][rows].to(log_probs.device)
-        loss = -((log_probs * target).sum(1) / target.sum(1)).mean()
-        if opts.pair_weight:
-            loss = loss + opts.pair_weight * _pair_loss(issues, target, opts.scale)
-        return loss
+        return -((log_probs * target).sum(1) / target.sum(1)).mean()
 
     started = time.perf_counter()
     encoder.encoder.train()

@@ -75,7 +75,6 @@ class FewshotOptions:
     # One epoch at 1e-4 matched three at 3e-5 on the multi-label sets for 40% of the CPU (docs/benchmarks.md)
     adapt_epochs: float = 1.0
     adapt_learning_rate: float = 1e-4  # of that fine-tune
-    adapt_pair_weight: float = 0.0  # of that fine-tune: issue-to-issue contrastive loss beside issue-to-label (0: none)
     inference_dtype: str = "auto"  # as for embed; also the adaptation's matrix products (auto: bfloat16 where fast)
 
     def __post_init__(self) -> None:
@@ -145,8 +144,7 @@ class FewshotEngine(BaseEngine):
         self.adapted = Path(folder.name) / ADAPTED_ENCODER
         opts = self.options
         options = EncoderTrainingOptions(base=opts.model, epochs=opts.adapt_epochs, max_steps=ADAPT_MAX_STEPS, max_tokens=opts.max_tokens,
-                                         learning_rate=opts.adapt_learning_rate, seed=seed, dtype=opts.inference_dtype,
-                                         pair_weight=opts.adapt_pair_weight)  # fmt: skip
+                                         learning_rate=opts.adapt_learning_rate, seed=seed, dtype=opts.inference_dtype)  # fmt: skip
         # It only answers from now on: kept in the answering dtype (bfloat16 where the CPU has it: half the run)
         report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True,
                                save_dtype=opts.inference_dtype)  # fmt: skip
