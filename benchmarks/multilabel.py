@@ -44,11 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, machine, set_engine_options, split_options, write_report
+from common import ROOT, machine, mark_frontier, plot_frontier, set_engine_options, split_options, write_report
 from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import Config, Label, TrainConfig
 from issuelab.data import Issue
 from issuelab.engines import Task
+from issuelab.engines.embed import forget_embeddings
 from issuelab.engines.folds import out_of_fold_scores
 from issuelab.metrics import gold_matrix, score_outputs
 from issuelab.policy import PolicyConfig, label_matrix
@@ -207,8 +208,7 @@ def run_set(name: str, config: Config, systems: list[str], protocol: str, seed: 
 def answering_costs(labeler, test: list[Issue]) -> tuple[float, float]:
     """p50 ms of labeling one issue per call, as a new process would (the embeddings this process kept are
     forgotten first), and the saved run's size in MB."""
-    if "issuelab.engines.embed" in sys.modules:  # only where an engine with an encoder was loaded
-        sys.modules["issuelab.engines.embed"].forget_embeddings()
+    forget_embeddings()
     p50 = 1000 * measure_latency(labeler, test, LATENCY_ISSUES)[0]
     with tempfile.TemporaryDirectory() as directory:
         labeler.save(Path(directory))
@@ -259,39 +259,7 @@ def frontier_rows(results: dict) -> list[dict]:
         if len(per_set) == len(results):
             rows.append({"system": system, **{key: round(statistics.mean(r[key] for r in per_set), 4)
                                               for key in ("micro_f1", "train_cpu_seconds", "p50_ms", "run_mb")}})  # fmt: skip
-    best = -1.0
-    for row in sorted(rows, key=lambda r: (r["train_cpu_seconds"], -r["micro_f1"])):
-        row["frontier"], best = row["micro_f1"] > best, max(best, row["micro_f1"])
-    return rows
-
-
-def plot_frontier(rows: list[dict], results: dict, protocol: str, path: str) -> None:
-    """Mean micro F1 over the sets against training CPU seconds per fold and against p50 ms per issue; the
-    references of the same run as dashed lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, key, label in ((axes[0], "train_cpu_seconds", "training, CPU seconds per fold (log)"),
-                           (axes[1], "p50_ms", "answering one issue, p50 ms (log)")):  # fmt: skip
-        ax.scatter([r[key] for r in rows], [r["micro_f1"] for r in rows], s=16, color="0.5")
-        if key == "train_cpu_seconds":
-            front = sorted((r for r in rows if r["frontier"]), key=lambda r: r[key])
-            ax.plot([r[key] for r in front], [r["micro_f1"] for r in front], "o-", color="C0", label="frontier (training cost)")
-        for r in rows:
-            ax.annotate(r["system"][:48], (r[key], r["micro_f1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        for n, reference in enumerate(REFERENCES):
-            ax.axhline(statistics.mean(r[reference]["micro_f1"] for r in results.values()), color=f"C{n + 1}", ls="--", lw=1, label=reference)
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"micro F1, mean of {', '.join(results)} ({protocol})")
-    axes[0].legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}", file=sys.stderr)
+    return mark_frontier(rows, "micro_f1", "train_cpu_seconds")
 
 
 def merge_reports(paths: list[str]) -> dict:
@@ -333,7 +301,10 @@ def main() -> int:
             print(f"{r['system'][:48]:<48} {r['micro_f1']:>9.4f} {r['train_cpu_seconds']:>7.1f} {r['p50_ms']:>7.1f} {r['run_mb']:>7.1f}  {'*' if r['frontier'] else ''}")
     write_report(args.json, report | {"frontier": rows})
     if args.plot:
-        plot_frontier(rows, report["results"], report["protocol"], args.plot)
+        results = report["results"]
+        plot_frontier(rows, args.plot, f1_key="micro_f1", f1_label=f"micro F1, mean of {', '.join(results)} ({report['protocol']})",
+                      train_key="train_cpu_seconds", train_label="training, CPU seconds per fold (log)", name_of=lambda r: r["system"][:48],
+                      references={name: statistics.mean(r[name]["micro_f1"] for r in results.values()) for name in REFERENCES})  # fmt: skip
     return 0
 
 

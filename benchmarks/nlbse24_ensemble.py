@@ -37,7 +37,17 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from common import NLBSE_CONFIG, NLBSE_REPOS, ROOT, machine, nlbse_data_dir, split_options, write_report
+from common import (
+    NLBSE_CONFIG,
+    NLBSE_REPOS,
+    ROOT,
+    machine,
+    mark_frontier,
+    nlbse_data_dir,
+    plot_frontier,
+    split_options,
+    write_report,
+)
 from issuelab.compare import directory_bytes, measure_latency
 from issuelab.config import load_config
 from issuelab.engines.embed import forget_embeddings
@@ -168,7 +178,9 @@ def main() -> int:
     frontier = cost_and_quality(per_repo, member_names, names)
     print_frontier(frontier)
     if args.plot:
-        plot_frontier(frontier, args.plot)
+        plot_frontier(frontier, args.plot, f1_key="cross_repo", f1_label="NLBSE'24 cross-repo macro F1", train_key="train_cpu_minutes",
+                      train_label="training, CPU minutes per repository (log)",
+                      name_of=lambda r: " + ".join(r["members"]) if r["frontier"] or len(r["members"]) == 1 else None)  # fmt: skip
     write_report(args.json, {
         "machine": machine(), "members": args.member or DEFAULT_MEMBERS, "table": table,
         "costs": {r: {n: {k: v["members"][n][k] for k in COSTS} for n in member_names} for r, v in per_repo.items()},
@@ -198,11 +210,7 @@ def cost_and_quality(per_repo: dict, member_names: list[str], names: list[str]) 
                 "run_mb": round(cost["run_mb"], 1), "base_models_mb": round(sum(shared_mb[p] for p in shared), 1),
             })  # fmt: skip
     rows.sort(key=lambda row: (row["train_cpu_minutes"], -row["cross_repo"]))
-    best = -1.0
-    for row in rows:
-        row["frontier"] = row["cross_repo"] > best
-        best = max(best, row["cross_repo"])
-    return rows
+    return mark_frontier(rows, "cross_repo", "train_cpu_minutes")
 
 
 def print_frontier(rows: list[dict]) -> None:
@@ -210,32 +218,6 @@ def print_frontier(rows: list[dict]) -> None:
     for r in rows:
         print(f"{' + '.join(r['members']):<40} {r['cross_repo']:>7.4f} {r['train_cpu_minutes']:>8.2f} {r['train_minutes']:>8.2f} "
               f"{r['p50_ms']:>7.1f} {r['run_mb']:>7.1f} {r['base_models_mb']:>8.1f}  {'*' if r['frontier'] else ''}")  # fmt: skip
-
-
-def plot_frontier(rows: list[dict], path: str) -> None:
-    """F1 against training CPU minutes and against answering time per issue, the frontier joined."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    for ax, key, label in ((axes[0], "train_cpu_minutes", "training, CPU minutes per repository (log)"),
-                           (axes[1], "p50_ms", "answering one issue, p50 ms (log)")):  # fmt: skip
-        ax.scatter([r[key] for r in rows], [r["cross_repo"] for r in rows], s=14, color="0.6")
-        front = sorted((r for r in rows if r["frontier"]), key=lambda r: r[key]) if key == "train_cpu_minutes" else []
-        ax.plot([r[key] for r in front], [r["cross_repo"] for r in front], "o-", color="C0", label="frontier (training cost)")
-        for r in rows:
-            if r["frontier"] or len(r["members"]) == 1:
-                ax.annotate(" + ".join(r["members"]), (r[key], r["cross_repo"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("NLBSE'24 cross-repo macro F1")
-    axes[0].legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
