@@ -27,6 +27,7 @@ class NoiseEngine(BaseEngine):
     """Random scores: a member that knows nothing."""
 
     options = None
+    info: dict = {}
 
     def fresh(self):
         return NoiseEngine()
@@ -94,3 +95,32 @@ def test_members_score_a_long_list_a_chunk_at_a_time_with_the_same_result(monkey
     monkeypatch.setattr(ensemble_module, "PREDICT_CHUNK", 5)
     np.testing.assert_allclose(ensemble.predict_scores(test), whole)
     assert calls == [5, 5, 5, 5, 5, 5, 5, 5, 3, 3]  # each chunk of 5 issues through both members, then the last 3
+
+
+class LeakyEngine(NoiseEngine):
+    """Out-of-fold scores from a model that saw every fold's labels (as `fewshot`'s adapted encoder does):
+    perfect there, noise on issues it did not see."""
+
+    def fresh(self):
+        return LeakyEngine()
+
+    def fit_out_of_fold(self, train, task, seed, folds):
+        self.fit(train, None, task, seed)
+        self.optimistic_out_of_fold = True
+        return 0.2 + 0.6 * np.array([[label.name in issue.labels for label in task.labels] for issue in train], dtype=float)
+
+
+def test_optimistic_out_of_fold_scores_never_weight_a_member_up_but_still_weight_it_down():
+    train = make_issues(150, seed=1)
+    fooled = EnsembleEngine(EnsembleOptions(engines=("tfidf", "tfidf")), make_member=members(NoiseEngine(), LeakyEngine()))
+    fooled.fit_out_of_fold(train, TASK, seed=0, folds=5)
+    f1 = fooled.info["out_of_fold_micro_f1"]
+    assert f1["tfidf-2"] == 1.0 > f1["equal"] + WEIGHTING_MARGIN  # without the rule, the leaky member would answer alone
+    assert fooled.weights == (0.5, 0.5) and "tfidf-2 (optimistic out-of-fold scores)" in fooled.info["weighting"]
+
+    class OptimisticNoise(NoiseEngine):
+        optimistic_out_of_fold = True
+
+    useless = EnsembleEngine(EnsembleOptions(engines=("tfidf", "tfidf")), make_member=members(TfidfOptions(), OptimisticNoise()))
+    useless.fit_out_of_fold(train, TASK, seed=0, folds=5)
+    assert useless.weights == (1.0, 0.0)  # worse even on optimistic scores: weighted down as any member

@@ -156,3 +156,24 @@ def test_the_probe_is_kept_in_the_run_and_a_run_scored_the_earlier_way_is_refuse
     state_path.write_text(json.dumps(state))
     with pytest.raises(RunError, match="earlier fewshot.*train it again"):
         Labeler.load(tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_the_seeds_labels_zero_shot_with_the_bundled_minilm():
+    """The seed's 16 labels and descriptions (examples/nebari/issuelab.toml), no labeled issue, the real
+    encoder: every answer is in the label set, and issues that name their cloud, the docs or the CI get it."""
+    from issuelab.config import load_config
+
+    config = load_config("examples/nebari/issuelab.toml")
+    issues = {
+        "aws": Issue(1, "Deploy on AWS fails: EKS node group never becomes ready", "Running nebari deploy with provider aws, the cluster is created but terraform times out."),
+        "gcp": Issue(2, "GKE deployment fails with a permissions error on Google Cloud", "The service account lacks the container.clusters.create permission."),
+        "azure": Issue(3, "Azure AKS deploy broken after upgrade", "The AKS cluster creation fails with a quota error in the resource group."),
+        "documentation": Issue(4, "Docs: explain how to configure Keycloak groups", "The documentation has no page on managing users and groups; please add a guide."),
+        "ci/cd": Issue(5, "GitHub Actions workflow fails on every pull request", "The CI pipeline fails in the lint job since yesterday."),
+    }
+    labeler, metrics = fit_labeler(config, [], None, engine="fewshot")
+    assert metrics is None and labeler.label_names == config.label_names
+    for expected, prediction in zip(issues, labeler.predict(list(issues.values()))):
+        assert 1 <= len(prediction.labels) <= config.policy.max_labels and set(prediction.labels) <= set(config.label_names)
+        assert expected in prediction.labels, (expected, prediction.labels)

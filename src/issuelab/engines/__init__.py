@@ -61,6 +61,10 @@ class Engine(Protocol):
     generative: ClassVar[bool]  # answers with text (`generate`), as the lora engine does
     options: Any
     info: EngineInfo
+    # Set by fit_out_of_fold when the scores it returned are not fully out of fold (a part fitted once on
+    # all of train, folds included): they look better than held-out scores will, so the ensemble may
+    # weight such a member down on them, never up.
+    optimistic_out_of_fold: bool
 
     def quick_to_fit(self, task: Task) -> bool:
         """Fitting it a few more times for `task` (out-of-fold scores) costs seconds, not minutes."""
@@ -103,6 +107,7 @@ class BaseEngine:
     """What engines share: out-of-fold fitting by refitting a fresh copy of the engine on each fold."""
 
     options: Any
+    optimistic_out_of_fold = False
 
     def quick_to_fit(self, task: Task) -> bool:
         return True
