@@ -265,12 +265,14 @@ def frontier_rows(results: dict) -> list[dict]:
 def merge_reports(paths: list[str]) -> dict:
     """Runs of one protocol and the same systems on different sets (one process per set), as one report."""
     reports = [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths]
-    for path, report in zip(paths[1:], reports[1:]):
+    results: dict[str, dict] = {}
+    for path, report in zip(paths, reports):
         if (report["protocol"], report["engines"], report["options"]) != (reports[0]["protocol"], reports[0]["engines"], reports[0]["options"]):
             raise SystemExit(f"error: {path}: another protocol, systems or options than {paths[0]}; merge runs of one command")
-        if set(report["results"]) & set(reports[0]["results"]):
-            raise SystemExit(f"error: {path}: a set measured in two of the runs ({', '.join(set(report['results']) & set(reports[0]['results']))})")
-    return reports[0] | {"results": {name: r for report in reports for name, r in report["results"].items()}, "merged_from": paths}
+        if twice := sorted(set(report["results"]) & set(results)):
+            raise SystemExit(f"error: {path}: a set measured in two of the runs ({', '.join(twice)})")
+        results |= report["results"]
+    return reports[0] | {"results": results, "merged_from": paths}
 
 
 def main() -> int:

@@ -74,3 +74,5 @@ def test_reports_of_different_commands_or_the_same_set_are_not_merged(multilabel
         multilabel.merge_reports([report("c", ["sklearn"]), report("d", ["mrtk"], engines=("tfidf", "fewshot"))])
     with pytest.raises(SystemExit, match="a set measured in two of the runs"):
         multilabel.merge_reports([report("e", ["sklearn"]), report("f", ["sklearn"])])
+    with pytest.raises(SystemExit, match=r"h\.json: a set measured in two of the runs \(mrtk\)"):  # any two runs, not only the first
+        multilabel.merge_reports([report("f2", ["sklearn"]), report("g", ["mrtk"]), report("h", ["mrtk"])])

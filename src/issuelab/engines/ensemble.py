@@ -144,7 +144,7 @@ class EnsembleEngine:
         def quality(weights) -> float:
             return _best_threshold_f1(self._combine(member_scores, weights), gold, self.multi_label, min_labels)
 
-        n = len(self.members)
+        n, names = len(self.members), member_names(self.options.engines)
         alone = [quality(tuple(float(k == j) for k in range(n))) for j in range(n)]
         equal = tuple(1 / n for _ in range(n))
         optimistic = [getattr(member, "optimistic_out_of_fold", False) for member in self.members]
@@ -157,10 +157,9 @@ class EnsembleEngine:
             if quality(best) > quality(equal) + WEIGHTING_MARGIN:
                 self.weights, how = best, f"weights chosen on out-of-fold scores (beat equal weights by more than {WEIGHTING_MARGIN})"
                 if max(best) == 1.0:
-                    how = f"{member_names(self.options.engines)[best.index(1.0)]} alone: it beat every mix out of fold by more than {WEIGHTING_MARGIN}"
+                    how = f"{names[best.index(1.0)]} alone: it beat every mix out of fold by more than {WEIGHTING_MARGIN}"
             else:
                 self.weights, how = equal, f"equal weights: no weighting beat them by more than {WEIGHTING_MARGIN} out of fold"
-        names = member_names(self.options.engines)
         if any(optimistic) and not self.options.weights:
             how += f"; not above an equal share: {', '.join(name for name, o in zip(names, optimistic) if o)} (optimistic out-of-fold scores)"
         out_of_fold = {name: round(f, 5) for name, f in zip(names, alone)}
