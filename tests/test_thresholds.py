@@ -9,7 +9,7 @@ import pytest
 from issuelab.config import load_config
 from issuelab.crossval import crossval_folds
 from issuelab.policy import label_matrix
-from issuelab.thresholds import SHRINK_STRENGTH, THRESHOLD_GRID, out_of_fold_thresholds
+from issuelab.thresholds import SHRINK_STRENGTH, THRESHOLD_GRID, held_out_thresholds
 
 from .helpers import make_issues
 
@@ -22,7 +22,7 @@ def test_a_rare_label_takes_the_global_threshold_and_others_are_shrunk_toward_it
     gold[[3, 7], 2] = True  # two positives: too few to tune
     scores = np.where(gold, rng.uniform(0.55, 1.0, gold.shape), rng.uniform(0.0, 0.5, gold.shape))
     scores[:, 1] = np.where(gold[:, 1], rng.uniform(0.85, 1.0, 200), rng.uniform(0.0, 0.8, 200))
-    thresholds, report = out_of_fold_thresholds(scores, gold, ["a", "b", "rare"], min_labels=1, max_labels=0)
+    thresholds, report = held_out_thresholds(scores, gold, ["a", "b", "rare"], min_labels=1, max_labels=0)
     glob = report["global_threshold"]
     assert glob in THRESHOLD_GRID and report["methods"] == {"a": "shrunk", "b": "shrunk", "rare": "global"}
     assert thresholds["rare"] == glob and report["positives"]["rare"] == 2
@@ -49,7 +49,7 @@ def test_a_label_with_dozens_of_positives_stays_nearer_the_global_threshold_than
     gold[150:190, 1] = True  # 40 positives, separable only at a high cut
     scores = np.where(gold, rng.uniform(0.55, 1.0, gold.shape), rng.uniform(0.0, 0.5, gold.shape))
     scores[:, 1] = np.where(gold[:, 1], rng.uniform(0.9, 1.0, 300), rng.uniform(0.0, 0.88, 300))
-    thresholds, report = out_of_fold_thresholds(scores, gold, ["a", "b"], min_labels=1, max_labels=0)
+    thresholds, report = held_out_thresholds(scores, gold, ["a", "b"], min_labels=1, max_labels=0)
     glob, own = report["global_threshold"], thresholds_own(scores[:, 1], gold[:, 1], report["global_threshold"])
     assert own - glob > 0.2  # the labels disagree, so where b's threshold lands says how far it was pulled
     assert glob < thresholds["b"] < (glob + own) / 2
@@ -59,8 +59,8 @@ def test_the_global_threshold_is_chosen_under_the_rule_that_applies_it():
     # the first issue's positive scores 0.3, below the second issue's negative at 0.35
     scores = np.array([[0.3, 0.1], [0.9, 0.35], [0.1, 0.95]])
     gold = np.array([[1, 0], [1, 0], [0, 1]], dtype=bool)
-    _, forced = out_of_fold_thresholds(scores, gold, ["a", "b"], min_labels=1, max_labels=0)
-    _, free = out_of_fold_thresholds(scores, gold, ["a", "b"], min_labels=0, max_labels=0)
+    _, forced = held_out_thresholds(scores, gold, ["a", "b"], min_labels=1, max_labels=0)
+    _, free = held_out_thresholds(scores, gold, ["a", "b"], min_labels=0, max_labels=0)
     # without the rule a low cut is best (one false positive); with one label forced per issue a cut
     # above 0.35 is perfect, and that is what the rule's threshold must be
     assert free["global_threshold"] <= 0.3 and free["micro_f1_global"] < 1

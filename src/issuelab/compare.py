@@ -47,7 +47,7 @@ class EngineResult:
     run_bytes: int  # the run directory on disk
     shared_bytes: int  # base models the run loads from a shared cache (not copied into it)
     ece: float
-    fallback_labels: list[str] = field(default_factory=list)  # thresholds left at the default
+    fallback_labels: list[str] = field(default_factory=list)  # too few held-out positives: at the global threshold
     # cross-validation: (training issues, micro F1 of each fold) at growing shares of the training folds
     learning_curve: list[tuple[float, list[float]]] = field(default_factory=list)
 

@@ -226,7 +226,7 @@ def _cost_rows(comparison: Comparison) -> list[list[str]]:
 
 
 COST_HEADER = ["engine", "micro F1", "macro F1", "train time", "latency p50", "latency p95", "run on disk",
-               "shared base model", "ECE", "default thresholds"]  # fmt: skip
+               "shared base model", "ECE", "at the global threshold"]  # fmt: skip
 
 
 def _per_label_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:

@@ -1,4 +1,4 @@
-"""Per-label thresholds, tuned on held-out scores, and the record of how each was set.
+"""Per-label thresholds, chosen on held-out scores, and the record of how each was set.
 
 Applying a threshold is `issuelab.policy`'s business alone; this module only chooses them.
 """
@@ -11,53 +11,30 @@ from typing import Any
 import numpy as np
 
 from .metrics import expected_calibration_error, f1
-from .policy import DEFAULT_THRESHOLD
 
-MIN_POSITIVES_TO_TUNE = 3  # fewer eval positives than this: keep the default threshold
-
-
-def tune_thresholds(scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str]) -> dict[str, float]:
-    """Per label, the threshold maximising F1 on (scores, gold); midway between the chosen and next score."""
-    thresholds = {}
-    for k, label in enumerate(label_names):
-        positives = int(gold[:, k].sum())
-        if positives < MIN_POSITIVES_TO_TUNE:
-            thresholds[label] = DEFAULT_THRESHOLD
-            continue
-        order = np.argsort(-scores[:, k], kind="stable")
-        ranked, hits = scores[order, k], np.cumsum(gold[order, k])
-        predicted = np.arange(1, len(ranked) + 1)
-        best = int(np.argmax(f1(hits, predicted, positives)))  # first maximum: the fewest predictions reaching it
-        below = ranked[best + 1] if best + 1 < len(ranked) else 0.0
-        thresholds[label] = float((ranked[best] + below) / 2)
-    return thresholds
+MIN_POSITIVES_TO_TUNE = 3  # fewer held-out positives than this: a label takes the global threshold
 
 
 def calibration_report(
     scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], thresholds: dict[str, float], multi_label: bool,
-    source: str, folds_report: dict[str, Any] | None = None,
+    source: str, chosen: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """How each label's threshold was set and on what (`source`: "out-of-fold (5 folds)" or "eval split"),
     with the expected calibration error of the scores it was set on. Methods: "argmax" (single-label),
-    "shrunk" / "global" (out of fold: a label with too few positives takes the global threshold),
-    "tuned" / "default" (eval split: too few positives keep DEFAULT_THRESHOLD)."""
+    "shrunk" / "global" (`held_out_thresholds`: a label with too few positives takes the global threshold)."""
     positives = {label: int(gold[:, k].sum()) for k, label in enumerate(label_names)}
-    if not multi_label:  # the argmax decides; thresholds are not used
-        method = {label: "argmax" for label in label_names}
-    elif folds_report:
-        method = folds_report["methods"]
-    else:
-        method = {label: "tuned" if positives[label] >= MIN_POSITIVES_TO_TUNE else "default" for label in label_names}
+    # single-label: the argmax decides and thresholds are not used; multi-label: `chosen` says how each was set
+    method = chosen["methods"] if multi_label else {label: "argmax" for label in label_names}
     report = {
         "source": source,
         "issues": int(len(gold)),
         "ece": round(expected_calibration_error(scores, gold, multi_label), 5),
         "labels": {label: {"threshold": round(thresholds[label], 5), "method": method[label], "positives": positives[label]}
                    for label in label_names},
-        "fallback": sorted(label for label in label_names if method[label] in ("default", "global")),
+        "fallback": sorted(label for label in label_names if method[label] == "global"),
     }  # fmt: skip
-    if folds_report:
-        report["global_threshold"] = folds_report["global_threshold"]
+    if multi_label:
+        report["global_threshold"] = chosen["global_threshold"]
     return report
 
 
@@ -86,10 +63,11 @@ def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
     return float(f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum())))
 
 
-def out_of_fold_thresholds(
+def held_out_thresholds(
     scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], min_labels: int, max_labels: int
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Thresholds from out-of-fold scores (every training issue scored by a model that did not see it).
+    """Thresholds from held-out scores: out of fold (every training issue scored by a model that did not
+    see it) or the eval split's.
 
     One global threshold maximises micro F1 under the policy's rule (`min_labels`, `max_labels`); each
     label's own best threshold is then shrunk toward it by how much evidence the label has:

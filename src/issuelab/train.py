@@ -33,9 +33,8 @@ from .runtime import is_main_process, library_versions
 from .thresholds import (
     MIN_POSITIVES_TO_TUNE,
     calibration_report,
-    out_of_fold_thresholds,
+    held_out_thresholds,
     precision_thresholds,
-    tune_thresholds,
     with_description_thresholds,
 )
 
@@ -144,15 +143,16 @@ def _fit_and_calibrate(model, method: str, train, eval, data, task: Task, seed: 
     names = task.label_names
     if method == "folds":  # thresholds on out-of-fold scores, then the model on all the data
         scores, gold = model.fit_out_of_fold(data, task, seed, folds), gold_matrix(data, names)
-        thresholds, report = out_of_fold_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
+        thresholds, report = held_out_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
         return thresholds, calibration_report(scores, gold, names, thresholds, True, f"out-of-fold ({folds} folds)", report), scores
     model.fit(train, eval, task, seed)
     thresholds, calibration = {name: DEFAULT_THRESHOLD for name in names}, None
     if eval:
         eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, names)
-        if method == "eval":
-            thresholds = tune_thresholds(eval_scores, eval_gold, names)
-        calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
+        report = None
+        if method == "eval":  # chosen as out of fold: per-label maxima on a tenth of the issues overfit more still
+            thresholds, report = held_out_thresholds(eval_scores, eval_gold, names, policy.min_labels, policy.max_labels)
+        calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split", report)
     return thresholds, calibration, None
 
 
@@ -218,9 +218,8 @@ def train_run(
         print(f"issuelab: warning: {warning}", file=sys.stderr)
     calibration = labeler.manifest.get("calibration") or {}
     if calibration.get("fallback"):
-        kept = f"the global threshold {calibration['global_threshold']}" if "global_threshold" in calibration else f"the default threshold {DEFAULT_THRESHOLD}"
         print(
-            f"issuelab: {kept} kept for {', '.join(calibration['fallback'])}: fewer than {MIN_POSITIVES_TO_TUNE} "
+            f"issuelab: the global threshold {calibration['global_threshold']} kept for {', '.join(calibration['fallback'])}: fewer than {MIN_POSITIVES_TO_TUNE} "
             f"issues of the {calibration['source']} carry it (more labeled issues would let it be tuned)",
             file=sys.stderr,
         )

@@ -9,7 +9,6 @@ from issuelab.engines import Task
 from issuelab.engines.registry import create_engine
 from issuelab.engines.tfidf import TfidfEngine, TfidfOptions
 from issuelab.labeler import Labeler
-from issuelab.thresholds import tune_thresholds
 from issuelab.train import fit_labeler
 
 from ..helpers import make_issues
@@ -85,14 +84,6 @@ def test_empty_and_unseen_text_still_scores():
     assert scores.shape == (2, 4) and np.isfinite(scores).all()
 
 
-def test_tune_thresholds_maximises_f1_and_falls_back_with_few_positives():
-    scores = np.array([[0.9, 0.9], [0.8, 0.1], [0.6, 0.2], [0.3, 0.3], [0.2, 0.4]])
-    gold = np.array([[1, 1], [1, 0], [1, 0], [0, 0], [0, 0]], dtype=bool)
-    thresholds = tune_thresholds(scores, gold, ["a", "b"])
-    assert thresholds["a"] == pytest.approx((0.6 + 0.3) / 2)  # top 3 are exactly the positives
-    assert thresholds["b"] == 0.5  # one positive: too few to tune
-
-
 def test_every_run_records_how_its_thresholds_were_set(toy_config):
     config = load_config(toy_config)
     eval = make_issues(60, seed=2)
@@ -104,8 +95,9 @@ def test_every_run_records_how_its_thresholds_were_set(toy_config):
     labeler, _ = fit_labeler(config, make_issues(300, seed=1), eval)
     calibration = labeler.manifest["calibration"]
     assert calibration["source"] == "eval split" and calibration["fallback"] == ["ci/cd"]
-    assert calibration["labels"]["ci/cd"] == {"threshold": 0.5, "method": "default", "positives": 2}
-    assert calibration["labels"]["bug"]["method"] == "tuned"
+    # chosen as out of fold, on the eval split's scores: too few positives take the global threshold
+    assert calibration["labels"]["ci/cd"] == {"threshold": calibration["global_threshold"], "method": "global", "positives": 2}
+    assert calibration["labels"]["bug"]["method"] == "shrunk"
     assert calibration["labels"]["bug"]["threshold"] == pytest.approx(labeler.thresholds["bug"], abs=1e-5)
     assert 0.0 <= calibration["ece"] < 0.5 and calibration["issues"] == 60
 
