@@ -126,3 +126,15 @@ def test_a_run_with_a_precision_target_is_more_precise_on_held_out_issues_and_re
     assert all(strict.manifest["calibration"]["labels"][label]["method"] in ("precision", "never") for label in strict.label_names)
     (p_plain, n_plain), (p_strict, n_strict) = precision(plain), precision(strict)
     assert p_strict > p_plain and n_strict < n_plain
+
+
+def test_a_precision_target_leaves_no_label_reported_at_the_global_threshold():
+    from issuelab.data import Issue
+    from issuelab.train import _for_precision
+
+    issues = [Issue(i, "t", "b", [label]) for i, label in enumerate(["a", "a", "a", "b", "b", "b"])]
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.2, 0.9], [0.1, 0.8], [0.3, 0.7]])
+    calibration = {"labels": {"a": {"method": "shrunk"}, "b": {"method": "global"}}, "fallback": ["b"], "global_threshold": 0.5}
+    thresholds, report = _for_precision(None, 0.9, {"a": 0.5, "b": 0.5}, calibration, scores, issues, ["a", "b"])
+    assert report["fallback"] == [] and {entry["method"] for entry in report["labels"].values()} == {"precision"}
+    assert report["target_precision"]["f1_thresholds"] == {"a": 0.5, "b": 0.5} and thresholds["b"] <= 0.7

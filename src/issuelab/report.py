@@ -261,7 +261,7 @@ NOTES = (
     "Latency: one issue per call after a warm-up, on this machine, the way the Action and the service label. "
     "Run on disk: the run directory; shared base model: model files the run loads from a shared cache. "
     "ECE: expected calibration error of the scores (lower: scores closer to observed frequencies). "
-    "Default thresholds: labels with too few eval issues to tune their threshold."
+    "At the global threshold: labels with fewer than 3 held-out positives (out of fold or in the eval split), too few for a threshold of their own."
 )
 
 

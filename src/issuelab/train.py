@@ -161,7 +161,8 @@ def _for_precision(model, target: float, f1_thresholds: dict, calibration: dict,
     eval split); the F1 thresholds and the labels that cannot reach the target are kept in the report."""
     scores = scores if scores is not None else model.predict_scores(issues)
     thresholds, unreachable = precision_thresholds(scores, gold_matrix(issues, names), names, target)
-    calibration = dict(calibration or {}, target_precision={"target": target, "unreachable": unreachable, "f1_thresholds": f1_thresholds})
+    # every label now has a precision threshold (or none it reaches): none is left at the global one
+    calibration = dict(calibration or {}, fallback=[], target_precision={"target": target, "unreachable": unreachable, "f1_thresholds": f1_thresholds})
     for label, entry in calibration.get("labels", {}).items():
         calibration["labels"][label] = dict(entry, threshold=thresholds[label], method="precision" if label not in unreachable else "never")
     return thresholds, calibration
