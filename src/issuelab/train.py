@@ -143,17 +143,22 @@ def _fit_and_calibrate(model, method: str, train, eval, data, task: Task, seed: 
     names = task.label_names
     if method == "folds":  # thresholds on out-of-fold scores, then the model on all the data
         scores, gold = model.fit_out_of_fold(data, task, seed, folds), gold_matrix(data, names)
-        thresholds, report = held_out_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
-        return thresholds, calibration_report(scores, gold, names, thresholds, True, f"out-of-fold ({folds} folds)", report), scores
+        return *_held_out_calibration(scores, gold, names, policy, f"out-of-fold ({folds} folds)"), scores
     model.fit(train, eval, task, seed)
     thresholds, calibration = {name: DEFAULT_THRESHOLD for name in names}, None
     if eval:
         eval_scores, eval_gold = model.predict_scores(eval), gold_matrix(eval, names)
-        report = None
         if method == "eval":  # chosen as out of fold: per-label maxima on a tenth of the issues overfit more still
-            thresholds, report = held_out_thresholds(eval_scores, eval_gold, names, policy.min_labels, policy.max_labels)
-        calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split", report)
+            thresholds, calibration = _held_out_calibration(eval_scores, eval_gold, names, policy, "eval split")
+        else:  # single-label: the argmax decides, the report still records the scores' calibration
+            calibration = calibration_report(eval_scores, eval_gold, names, thresholds, task.multi_label, "eval split")
     return thresholds, calibration, None
+
+
+def _held_out_calibration(scores, gold, names, policy: PolicyConfig, source: str) -> tuple[dict, dict]:
+    """Multi-label thresholds chosen on held-out `scores` and the report of how."""
+    thresholds, chosen = held_out_thresholds(scores, gold, names, policy.min_labels, policy.max_labels)
+    return thresholds, calibration_report(scores, gold, names, thresholds, True, source, chosen)
 
 
 def _for_precision(model, target: float, f1_thresholds: dict, calibration: dict, scores, issues, names) -> tuple[dict, dict]:

@@ -147,12 +147,12 @@ class EnsembleEngine:
         n, names = len(self.members), member_names(self.options.engines)
         alone = [quality(tuple(float(k == j) for k in range(n))) for j in range(n)]
         equal = tuple(1 / n for _ in range(n))
-        optimistic = [getattr(member, "optimistic_out_of_fold", False) for member in self.members]
-        # optimistic scores can argue a member down, never up
-        candidates = [w for w in _grid(n) if all(share <= 1 / n + 1e-9 for share, o in zip(w, optimistic) if o)]
         if self.options.weights:
             self.weights, how = tuple(self.options.weights), "weights given"
         else:
+            optimistic = [getattr(member, "optimistic_out_of_fold", False) for member in self.members]
+            # optimistic scores can argue a member down, never up
+            candidates = [w for w in _grid(n) if all(share <= 1 / n + 1e-9 for share, o in zip(w, optimistic) if o)]
             best = max(candidates, key=lambda w: (quality(w), -np.std(w)))
             if quality(best) > quality(equal) + WEIGHTING_MARGIN:
                 self.weights, how = best, f"weights chosen on out-of-fold scores (beat equal weights by more than {WEIGHTING_MARGIN})"
@@ -160,8 +160,8 @@ class EnsembleEngine:
                     how = f"{names[best.index(1.0)]} alone: it beat every mix out of fold by more than {WEIGHTING_MARGIN}"
             else:
                 self.weights, how = equal, f"equal weights: no weighting beat them by more than {WEIGHTING_MARGIN} out of fold"
-        if any(optimistic) and not self.options.weights:
-            how += f"; not above an equal share: {', '.join(name for name, o in zip(names, optimistic) if o)} (optimistic out-of-fold scores)"
+            if any(optimistic):
+                how += f"; not above an equal share: {', '.join(name for name, o in zip(names, optimistic) if o)} (optimistic out-of-fold scores)"
         out_of_fold = {name: round(f, 5) for name, f in zip(names, alone)}
         self._record(how, out_of_fold | {"equal": round(quality(equal), 5), "mix": round(quality(self.weights), 5)})
         return self._combine(member_scores, self.weights)
