@@ -34,9 +34,17 @@ from pathlib import Path
 
 from common import NLBSE_REPOS, machine, nlbse_data_dir, write_report
 from issuelab.config import Config, Label, PolicyConfig, TrainConfig, with_engine_settings
-from issuelab.cross_repo import REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
-from issuelab.data import Issue
+from issuelab.cross_repo import (
+    REPORT_FILE,
+    EncoderTrainingOptions,
+    LabeledSet,
+    calibrate_zero_shot,
+    train_encoder,
+    usable,
+)
+from issuelab.data import Issue, write_json
 from issuelab.engines import Task
+from issuelab.engines.embed import EmbedEngine, EmbedOptions
 from issuelab.importers import import_issues
 from issuelab.metrics import score_outputs
 from issuelab.train import fit_labeler
@@ -109,11 +117,16 @@ def score(target: Target, engine: str, settings: list[tuple[str, object]], train
 def cross_repo_encoder(name: str, targets: dict[str, Target], options: EncoderTrainingOptions, directory: Path) -> tuple[Path, dict]:
     """The encoder trained on every target but `name` (reused when `directory` already has it with the same options)."""
     out = directory / name
+    others = [t.everything for other, t in targets.items() if other != name]
     if (out / REPORT_FILE).exists():
         report = json.loads((out / REPORT_FILE).read_text(encoding="utf-8"))
         if report["options"] == json.loads(json.dumps(vars(options))):
+            if "zero_shot_share" not in report:  # trained before the calibration existed: calibrate it now
+                encoder = EmbedEngine(EmbedOptions(model=str(out), max_tokens=options.max_tokens, inference_dtype="float32"))
+                encoder.load_frozen()
+                report |= calibrate_zero_shot(encoder, [usable(s) for s in others], options.seed)
+                write_json(out / REPORT_FILE, report)
             return out, report
-    others = [t.everything for other, t in targets.items() if other != name]
     return out, train_encoder(others, out, options, force=True)
 
 

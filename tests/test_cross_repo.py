@@ -9,7 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from issuelab.cross_repo import REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
+from issuelab.cross_repo import (
+    REPORT_FILE,
+    ZERO_SHOT_SHARES,
+    EncoderTrainingOptions,
+    LabeledSet,
+    choose_zero_shot_share,
+    train_encoder,
+)
 from issuelab.data import Issue, Label, write_jsonl
 from issuelab.engines import Task
 from issuelab.engines.embed import EmbedEngine, EmbedOptions
@@ -88,6 +95,7 @@ def test_the_cli_trains_from_configs_and_issue_files_and_fewshot_uses_the_encode
     code, out, err = cli("train-encoder", *args, "--out", tmp_path / "encoder", "--base", base, "--max-steps", "4", "--dtype", "float32")
     assert code == 0, err
     assert "acme/web (" in out and "acme/infra (" in out and "4 steps" in out
+    assert "zero-shot: a label is applied at" in out  # acme/web's issues carry up to two of its labels: calibrated
     assert json.loads((tmp_path / "encoder" / REPORT_FILE).read_text())["options"]["dtype"] == "float32"
     described = "\n".join(f'"{RENAMED[name]}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
     config = tmp_path / "new.toml"
@@ -129,6 +137,57 @@ def test_fewshot_reads_issues_at_the_length_its_encoder_was_trained_at(base, tmp
     assert [p.scores for p in Labeler.load(tmp_path / "run").predict(test)] == [p.scores for p in labeler.predict(test)]
     stock, _ = train_run(config(base), make_issues(30, seed=4), None, tmp_path / "stock")  # no report: the default length
     assert stock.manifest["engine_info"]["max_tokens"] == DEFAULT_MAX_TOKENS
+
+
+def test_the_zero_shot_share_is_the_one_that_labels_the_training_sets_best():
+    """Ten labels, one per issue: the runner-up takes a quarter of the softmax, so a share of 2.5 or less
+    (a threshold of 0.25 or less) adds a wrong label to every issue; where two labels are right and take 0.3
+    each, a share above 3 drops one of them."""
+    labels, issues = 10, 40
+    one = np.full((issues, labels), 0.25 / 8)
+    one[:, 0], one[:, 1] = 0.5, 0.25
+    one_gold = np.zeros((issues, labels), bool)
+    one_gold[:, 0] = True
+    share, table = choose_zero_shot_share([one], [one_gold])
+    assert share == 3.0 and set(table) == {str(s) for s in ZERO_SHOT_SHARES}  # the smallest of the shares that score 1.0
+    assert table["3.0"] == 1.0 and table["2.5"] < 1.0
+    two = np.full((issues, labels), 0.4 / 8)
+    two[:, 0], two[:, 1] = 0.3, 0.3
+    two_gold = np.zeros((issues, labels), bool)
+    two_gold[:, :2] = True
+    assert choose_zero_shot_share([two], [two_gold])[0] <= 3.0
+    assert choose_zero_shot_share([one, two], [one_gold, two_gold])[0] == 3.0  # both right at 3: the mean decides
+
+
+def test_a_zero_shot_run_applies_labels_at_the_share_its_encoder_was_calibrated_with(base, tmp_path):
+    import tomllib
+
+    from issuelab.config import parse_config
+    from issuelab.engines.fewshot import DEFAULT_ZERO_SHOT_SHARE
+    from issuelab.train import train_run
+
+    options = EncoderTrainingOptions(base=str(base), max_steps=1, max_tokens=24)
+    report = train_encoder([repository("acme/web", ["bug", "enhancement", "documentation"], 60, 1)], tmp_path / "encoder", options)
+    assert report["zero_shot_share"] in ZERO_SHOT_SHARES and len(report["zero_shot_calibration"]) == len(ZERO_SHOT_SHARES)
+    assert report["zero_shot_calibration"][str(report["zero_shot_share"])] == max(report["zero_shot_calibration"].values())
+    single = LabeledSet("acme/cli", (Label("bug", "crash"), Label("question", "how")),
+                        [Issue(i, "crash" if i % 2 else "how", None, ["bug" if i % 2 else "question"]) for i in range(20)])  # fmt: skip
+    assert train_encoder([single], tmp_path / "single", options)["zero_shot_share"] is None  # the top label is taken there
+
+    described = "\n".join(f'"{name}" = "{" ".join(words)}"' for name, words in SIGNALS.items())
+
+    def thresholds(model, run, extra=""):
+        config = parse_config(tomllib.loads(f'[labels]\n{described}\n\n[train]\nengine = "fewshot"\nmulti_label = "true"\n\n'
+                                            f'[train.fewshot]\nmodel = "{model}"\ninference_dtype = "float32"\n{extra}'))  # fmt: skip
+        labeler, _ = train_run(config, [], None, tmp_path / "runs" / run)
+        return set(labeler.thresholds.values()), labeler.manifest["engine_options"]["zero_shot_share"]
+
+    report_path = tmp_path / "encoder" / REPORT_FILE
+    report_path.write_text(json.dumps(json.loads(report_path.read_text()) | {"zero_shot_share": 3.0}))
+    assert thresholds(tmp_path / "encoder", "calibrated") == ({3.0 / len(SIGNALS)}, 3.0)  # kept in the run as used
+    assert thresholds(tmp_path / "encoder", "given", "zero_shot_share = 1.5") == ({1.5 / len(SIGNALS)}, 1.5)
+    assert thresholds(tmp_path / "single", "single") == ({DEFAULT_ZERO_SHOT_SHARE / len(SIGNALS)}, DEFAULT_ZERO_SHOT_SHARE)
+    assert thresholds(base, "stock") == ({DEFAULT_ZERO_SHOT_SHARE / len(SIGNALS)}, DEFAULT_ZERO_SHOT_SHARE)
 
 
 def test_fewshot_adapts_its_encoder_to_the_repositorys_labels_and_the_run_keeps_it(base, tmp_path):

@@ -8,6 +8,12 @@ issue's labels (an issue with two labels puts half the target on each). Batches 
 so the model learns to rank label texts, not to memorise one label set. The result is an ordinary
 encoder directory (safetensors) that `fewshot` (and `embed`) take as `model = "DIRECTORY"`, with
 `issuelab-encoder.json` saying what it was trained on.
+
+The report also carries a zero-shot calibration learned across the training repositories: the share of its
+even softmax share (1 / labels) that a label needs before `fewshot` applies it to an issue of a repository
+with no labeled issue (`zero_shot_share`). It is the share with the best micro F1 on the training sets that
+are multi-label, scored as `fewshot` scores them (centred, description softmax, at most 3 labels and at least
+1); none where every set is single-label (the top label is taken there, whatever the share).
 """
 
 from __future__ import annotations
@@ -25,12 +31,17 @@ import numpy as np
 from .data import Issue, Label, write_json
 from .engines import Task
 from .engines.embed import EmbedEngine, EmbedOptions, document
+from .engines.linear_heads import probabilities as softmax_probabilities
 from .errors import DataError, IssuelabError
 from .llm.base_model import INFERENCE_DTYPES, inference_dtype, training_autocast
 from .llm.pypi_models import MINILM, encoder_path
-from .metrics import gold_matrix
+from .metrics import f1, gold_matrix
+from .policy import label_matrix
 
 REPORT_FILE = "issuelab-encoder.json"
+ZERO_SHOT_SHARES = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)  # the calibration's candidates
+CALIBRATION_ISSUES = 1000  # per set at most (drawn): the calibration costs a forward pass over them
+DESCRIPTION_TEMPERATURE = 0.05  # fewshot's default for its description softmax (1 / the training scale below)
 
 
 @dataclass
@@ -81,12 +92,48 @@ def usable(labeled: LabeledSet) -> LabeledSet:
     return LabeledSet(labeled.name, labeled.labels, issues)
 
 
+def is_multi_label(labeled: LabeledSet) -> bool:
+    """Whether some issue of the set carries two of its labels."""
+    names = {label.name for label in labeled.labels}
+    return any(len(names.intersection(issue.labels)) > 1 for issue in labeled.issues)
+
+
+def choose_zero_shot_share(probabilities: list[np.ndarray], golds: list[np.ndarray], max_labels: int = 3) -> tuple[float, dict[str, float]]:
+    """The candidate share with the best mean micro F1 over the sets (each an (issues, labels) description
+    softmax and its gold matrix), labels applied as `fewshot` with no labeled issue applies them: those at
+    or above share / labels, at most `max_labels`, the top one always. Returns it and every candidate's F1."""
+    table = {}
+    for share in ZERO_SHOT_SHARES:
+        chosen = [label_matrix(p, min(1.0, share / p.shape[1]), True, 1, max_labels) for p in probabilities]
+        table[str(share)] = round(float(np.mean([f1((c & g).sum(), c.sum(), g.sum()) for c, g in zip(chosen, golds)])), 4)
+    best = max(ZERO_SHOT_SHARES, key=lambda share: table[str(share)])  # the first of equals: the smaller share
+    return best, table
+
+
+def calibrate_zero_shot(encoder: EmbedEngine, sets: list[LabeledSet], seed: int = 0) -> dict:
+    """`zero_shot_share` (none without a multi-label set) and its candidates' F1, with `encoder` (loaded)."""
+    probabilities, golds = [], []
+    for labeled in filter(is_multi_label, sets):
+        issues = labeled.issues if len(labeled.issues) <= CALIBRATION_ISSUES else random.Random(seed).sample(labeled.issues, CALIBRATION_ISSUES)
+        vectors = encoder._embed_texts([document(issue) for issue in issues])
+        vectors -= vectors.mean(axis=0)  # as fewshot answers: the repository's mean taken out
+        vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+        label_vectors = encoder._embed_texts([document(issue) for issue in Task(tuple(labeled.labels), multi_label=True).label_issues()])
+        probabilities.append(softmax_probabilities(vectors @ label_vectors.T / DESCRIPTION_TEMPERATURE, softmax=True))
+        golds.append(gold_matrix(issues, [label.name for label in labeled.labels]))
+    if not probabilities:
+        return {"zero_shot_share": None, "zero_shot_calibration": {}}
+    share, table = choose_zero_shot_share(probabilities, golds)
+    return {"zero_shot_share": share, "zero_shot_calibration": table}
+
+
 def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderTrainingOptions | None = None, *, force: bool = False,
-                  save_dtype: str = "float32") -> dict:  # fmt: skip
+                  save_dtype: str = "float32", calibrate: bool = True) -> dict:  # fmt: skip
     """Fine-tunes `options.base` on `sets` and writes the encoder to `out_dir` (staged beside it, then
     renamed: an interrupted run leaves no half-written encoder). Returns the report it also writes.
     `save_dtype` ("float32", "bfloat16" or "auto", as inference_dtype): the weights as written; an encoder
-    that will only answer (fewshot's adapted one) can be kept in its answering dtype, half the bytes in bfloat16."""
+    that will only answer (fewshot's adapted one) can be kept in its answering dtype, half the bytes in bfloat16.
+    `calibrate`: learn the zero-shot share on the sets (see the module's docstring)."""
     import torch
 
     from .engines.torch_loop import train_loop
@@ -131,6 +178,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
         autocast=training_autocast(opts.dtype, encoder.device), desc="train-encoder",
     )  # fmt: skip
     encoder.encoder.eval()
+    calibration = calibrate_zero_shot(encoder, sets, opts.seed) if calibrate else {}
     saved_dtype = inference_dtype(save_dtype, encoder.device)
     encoder.encoder.to(saved_dtype)
     losses = [h["train_loss"] for h in result.history]
@@ -144,6 +192,7 @@ def train_encoder(sets: list[LabeledSet], out_dir: str | Path, options: EncoderT
         "train_seconds": round(time.perf_counter() - started, 1),
         "loss_first_tenth": round(float(np.mean(losses[:tail])), 4),
         "loss_last_tenth": round(float(np.mean(losses[-tail:])), 4),
+        **calibration,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -113,6 +113,8 @@ def cmd_train_encoder(args: argparse.Namespace) -> None:
     trained_on = ", ".join(f"{s['name']} ({s['issues']} issues, {len(s['labels'])} labels)" for s in report["sets"])
     print(f"trained {args.out} on {trained_on}: {report['steps']} steps in {report['train_seconds']:.0f}s, "
           f"loss {report['loss_first_tenth']:.3f} -> {report['loss_last_tenth']:.3f}")  # fmt: skip
+    if report["zero_shot_share"]:
+        print(f"zero-shot: a label is applied at {report['zero_shot_share']:g} times its even share (calibrated on the multi-label sets)")
     print(f'use it: [train.fewshot] model = "{args.out}"', file=sys.stderr)
 
 

