@@ -221,7 +221,8 @@ def main() -> int:
     if args.json and Path(args.json).exists():  # targets run before with the same options are kept (one target per call is fine)
         earlier = json.loads(Path(args.json).read_text(encoding="utf-8"))
         if earlier.get("options") == json.loads(json.dumps(vars(options))) and earlier.get("draws") == args.draws:
-            results = {name: r for name, r in earlier["results"].items() if name not in args.targets}
+            # and scored with a calibrated zero-shot share (those before it used 2 whatever the encoder)
+            results = {name: r for name, r in earlier["results"].items() if name not in args.targets and "zero_shot_share" in r["encoder"]}
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(args.encoders or scratch)
         for name in args.targets:
