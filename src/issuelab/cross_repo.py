@@ -35,7 +35,7 @@ from .engines.linear_heads import probabilities as softmax_probabilities
 from .errors import DataError, IssuelabError
 from .llm.base_model import INFERENCE_DTYPES, inference_dtype, training_autocast
 from .llm.pypi_models import MINILM, encoder_path
-from .metrics import f1, gold_matrix
+from .metrics import gold_matrix, micro_f1
 from .policy import label_matrix
 
 REPORT_FILE = "issuelab-encoder.json"
@@ -105,7 +105,7 @@ def choose_zero_shot_share(probabilities: list[np.ndarray], golds: list[np.ndarr
     table = {}
     for share in ZERO_SHOT_SHARES:
         chosen = [label_matrix(p, min(1.0, share / p.shape[1]), True, 1, max_labels) for p in probabilities]
-        table[str(share)] = round(float(np.mean([f1((c & g).sum(), c.sum(), g.sum()) for c, g in zip(chosen, golds)])), 4)
+        table[str(share)] = round(float(np.mean([micro_f1(c, g) for c, g in zip(chosen, golds)])), 4)
     best = max(ZERO_SHOT_SHARES, key=lambda share: table[str(share)])  # the first of equals: the smaller share
     return best, table
 

@@ -59,6 +59,11 @@ def f1(tp, predicted, gold):
     return 2 * tp / den if den else 0.0
 
 
+def micro_f1(predicted: np.ndarray, gold: np.ndarray) -> float:
+    """Micro F1 of two (issues, labels) boolean matrices."""
+    return float(f1(int((predicted & gold).sum()), int(predicted.sum()), int(gold.sum())))
+
+
 @dataclass
 class LabelCounts:
     tp: int = 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import expected_calibration_error, f1
+from .metrics import expected_calibration_error, f1, micro_f1
 
 MIN_POSITIVES_TO_TUNE = 3  # fewer held-out positives than this: a label takes the global threshold
 
@@ -59,10 +59,6 @@ THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.02), 2)
 SHRINK_STRENGTH = 100
 
 
-def _micro_f1(pred: np.ndarray, gold: np.ndarray) -> float:
-    return float(f1(int((pred & gold).sum()), int(pred.sum()), int(gold.sum())))
-
-
 def held_out_thresholds(
     scores: np.ndarray, gold: np.ndarray, label_names: Sequence[str], min_labels: int, max_labels: int
 ) -> tuple[dict[str, float], dict[str, Any]]:
@@ -77,7 +73,7 @@ def held_out_thresholds(
     from .policy import label_matrix
 
     def micro_at(thresholds) -> float:
-        return _micro_f1(label_matrix(scores, thresholds, True, min_labels, max_labels), gold)
+        return micro_f1(label_matrix(scores, thresholds, True, min_labels, max_labels), gold)
 
     # First maximum over the grid: ties go to the lowest threshold that reaches it.
     global_threshold = float(max(THRESHOLD_GRID, key=micro_at))

@@ -102,19 +102,6 @@ def encoder_report(model: str) -> dict:
     return json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
 
 
-def trained_max_tokens(model: str) -> int | None:
-    """The tokens per issue an encoder from `issuelab train-encoder` was trained on (its report says),
-    None for the stock encoders. Read at that length, the leave-one-out encoders of docs/benchmarks.md
-    (trained at 128) gave the ensemble with tfidf higher scores on every multi-label set than at 256."""
-    return encoder_report(model).get("options", {}).get("max_tokens")
-
-
-def calibrated_zero_shot_share(model: str) -> float | None:
-    """The zero-shot share an encoder from `issuelab train-encoder` was calibrated with across its
-    repositories (None: stock encoders, encoders trained on single-label sets only or before it existed)."""
-    return encoder_report(model).get("zero_shot_share")
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     return probabilities(logits, softmax=True)
 
@@ -140,13 +127,17 @@ class FewshotEngine(BaseEngine):
     def _resolve_from_encoder(self) -> None:
         """max_tokens = 0: the length the encoder was trained at (an adapted one: the adaptation's);
         zero_shot_share = 0: the encoder's calibration. Saved resolved, so the run keeps them whatever
-        becomes of the encoder's report."""
+        becomes of the encoder's report. Read at the length they were trained at (128), the leave-one-out
+        encoders of docs/benchmarks.md gave the ensemble with tfidf higher scores on every multi-label set
+        than at 256. An encoder without a calibration (trained on single-label sets only, or before it existed) gets 2."""
+        if self.options.max_tokens and self.options.zero_shot_share:
+            return
+        report = encoder_report(self.options.model)
         if not self.options.max_tokens:
             trained = EncoderTrainingOptions.max_tokens if self.options.adapt_epochs else DEFAULT_MAX_TOKENS
-            self.options = replace(self.options, max_tokens=trained_max_tokens(self.options.model) or trained)
+            self.options = replace(self.options, max_tokens=report.get("options", {}).get("max_tokens") or trained)
         if not self.options.zero_shot_share:
-            share = calibrated_zero_shot_share(self.options.model) or DEFAULT_ZERO_SHOT_SHARE
-            self.options = replace(self.options, zero_shot_share=share)
+            self.options = replace(self.options, zero_shot_share=report.get("zero_shot_share") or DEFAULT_ZERO_SHOT_SHARE)
 
     def _adapts(self, train: list[Issue], task: Task) -> bool:
         """Whether there is something to adapt to: two labels or more, and a training issue carrying one
