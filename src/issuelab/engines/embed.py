@@ -29,7 +29,7 @@ from ..options import options_from_json
 from ..runtime import device
 from . import BaseEngine, EngineInfo, Task, similar_labeled
 from .linear_heads import classification_loss, fit_logistic_heads, probabilities
-from .torch_loop import train_loop
+from .torch_loop import bfloat16_products, train_loop
 
 CPU_FINETUNE_LIMIT = 3000
 EMBEDDING_CACHE_SIZE = 50_000  # frozen embeddings kept per encoder (MiniLM: 1.5 kB each)
@@ -62,6 +62,10 @@ class EmbedOptions:
     epochs: float = 4.0
     learning_rate: float = 5e-5  # encoder
     head_learning_rate: float = 2e-3
+    # Fine-tuning's label head starts "random" or as a "probe": logistic regressions on the encoder's embeddings
+    # before training (linear probing, then fine-tuning: the first steps then refine features instead of
+    # undoing them for a random head; costs one pass over the training issues).
+    head_init: str = "random"  # random | probe
     batch_size: int = 16
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -75,6 +79,8 @@ class EmbedOptions:
     def __post_init__(self) -> None:
         if self.finetune not in ("auto", "yes", "no"):
             raise ValueError(f'finetune must be "auto", "yes" or "no", got {self.finetune!r}')
+        if self.head_init not in ("random", "probe"):
+            raise ValueError(f'head_init must be "random" or "probe", got {self.head_init!r}')
         check_inference_dtype(self.inference_dtype)
         if self.max_tokens < 8 or self.batch_size < 1 or self.epochs <= 0 or self.C <= 0:
             raise ValueError("max_tokens >= 8, batch_size >= 1, epochs > 0 and C > 0 are required")
@@ -221,6 +227,14 @@ class EmbedEngine(BaseEngine):
         # Normalised embeddings are small; a scale makes the logits learnable at ordinary learning rates.
         self.scale = 20.0
         targets = torch.from_numpy(gold.astype(np.float32))
+        autocast = training_autocast(opts.inference_dtype, self.device)
+        if opts.head_init == "probe":
+            with bfloat16_products(autocast):
+                embeddings = self._embed_texts([document(issue) for issue in train])
+            coef, intercept = fit_logistic_heads(embeddings, gold, opts.C, True, seed)
+            with torch.no_grad():
+                head.weight.copy_(torch.from_numpy(coef / self.scale))
+                head.bias.copy_(torch.from_numpy(intercept))
 
         def loss_of(batch: list[int]):
             logits = head(self._embed([document(train[i]) for i in batch]) * self.scale)
@@ -232,7 +246,7 @@ class EmbedEngine(BaseEngine):
              {"params": head.parameters(), "lr": opts.head_learning_rate}],
             len(train), loss_of, seed=seed, steps=int(math.ceil(len(train) / opts.batch_size) * opts.epochs), batch_size=opts.batch_size,
             weight_decay=opts.weight_decay, warmup_ratio=opts.warmup_ratio, warmup_offset=1,
-            clip=list(self.encoder.parameters()), autocast=training_autocast(opts.inference_dtype, self.device),
+            clip=list(self.encoder.parameters()), autocast=autocast,
             desc="embed: fine-tuning",
         )  # fmt: skip
         self.encoder.eval()
