@@ -58,7 +58,7 @@ def test_embed_learns_the_toy_task_and_reloads_identically(encoder, tmp_path, fi
 
 
 def test_a_probe_started_head_is_the_frozen_engines_logistic_regressions_before_any_update(encoder):
-    """head_init = "probe": before fine-tuning moves anything (learning rates 0), the fine-tuned engine answers
+    """head_init = "probe" (the default): before fine-tuning moves anything (learning rates 0), the fine-tuned engine answers
     exactly as the frozen engine's logistic regressions on the same encoder; a random head does not."""
     from issuelab.engines.embed import EmbedEngine, EmbedOptions
     from issuelab.train import make_task
@@ -70,10 +70,10 @@ def test_a_probe_started_head_is_the_frozen_engines_logistic_regressions_before_
     frozen.fit(issues[:80], None, task)
     expected = frozen.predict_scores(issues[80:])
     still = dict(model=str(encoder), finetune="yes", max_tokens=32, epochs=1, learning_rate=0.0, head_learning_rate=0.0, inference_dtype="float32")
-    probed = EmbedEngine(EmbedOptions(**still, head_init="probe"))
+    probed = EmbedEngine(EmbedOptions(**still))
     probed.fit(issues[:80], None, task)
     assert probed.predict_scores(issues[80:]) == pytest.approx(expected, abs=1e-4)
-    random = EmbedEngine(EmbedOptions(**still))
+    random = EmbedEngine(EmbedOptions(**still, head_init="random"))
     random.fit(issues[:80], None, task)
     assert abs(random.predict_scores(issues[80:]) - expected).max() > 0.05
     with pytest.raises(ValueError, match="head_init"):
