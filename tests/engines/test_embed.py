@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -78,6 +79,12 @@ def test_a_probe_started_head_is_the_frozen_engines_logistic_regressions_before_
     assert abs(random.predict_scores(issues[80:]) - expected).max() > 0.05
     with pytest.raises(ValueError, match="head_init"):
         EmbedOptions(head_init="zeros")
+    # Single-label: the fine-tuned head takes a softmax of the probe's logits, the frozen one sigmoids: same top label.
+    single = make_issues(120, seed=6, multi_label=False)
+    task = dataclasses.replace(task, multi_label=False)
+    frozen.fit(single[:80], None, task)
+    probed.fit(single[:80], None, task)
+    assert (probed.predict_scores(single[80:]).argmax(1) == frozen.predict_scores(single[80:]).argmax(1)).all()
 
 
 def test_embed_answers_in_bfloat16_close_to_float32(encoder, tmp_path):
