@@ -21,17 +21,15 @@ import numpy as np
 from common import machine, write_report
 from issuelab.engines import Task
 from issuelab.engines.embed import EmbedEngine, EmbedOptions
-from issuelab.metrics import gold_matrix
+from issuelab.metrics import gold_matrix, micro_f1
+from issuelab.policy import label_matrix
 from multilabel import SETS, data_dir, load_set, small_folds
 
 
 def best_global_micro_f1(scores: np.ndarray, gold: np.ndarray) -> float:
-    best = 0.0
-    for threshold in np.arange(0.05, 0.96, 0.05):
-        predicted = scores >= threshold
-        predicted[np.arange(len(scores)), scores.argmax(axis=1)] = True
-        best = max(best, 2 * (predicted & gold).sum() / (predicted.sum() + gold.sum()))
-    return float(best)
+    """Micro F1 at the best one threshold of 0.05, 0.10 ... 0.95, at least one label per issue."""
+    labels = scores.shape[1]
+    return max(micro_f1(label_matrix(scores, t, True, 1, labels), gold) for t in np.arange(0.05, 0.96, 0.05))
 
 
 def main() -> int:

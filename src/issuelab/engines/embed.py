@@ -216,8 +216,12 @@ class EmbedEngine(BaseEngine):
         return {label: similar_labeled(similar, self.example_labels, self.example_ids, self.labels.index(label), top) for label in labels}
 
     def _fit_frozen(self, train: list[Issue], gold: np.ndarray, seed: int) -> None:
-        self.coef, self.intercept = fit_logistic_heads(self._embed_all(train), gold, self.options.C, True, seed)
+        self.coef, self.intercept = self._probe(train, gold, seed)
         self.finetuned = False
+
+    def _probe(self, train: list[Issue], gold: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """One class-balanced logistic regression per label on the encoder's embeddings, as it is now."""
+        return fit_logistic_heads(self._embed_all(train), gold, self.options.C, True, seed)
 
     def _finetune(self, train: list[Issue], gold: np.ndarray, seed: int) -> None:
         import torch
@@ -230,8 +234,7 @@ class EmbedEngine(BaseEngine):
         autocast = training_autocast(opts.inference_dtype, self.device)
         if opts.head_init == "probe":
             with bfloat16_products(autocast):
-                embeddings = self._embed_texts([document(issue) for issue in train])
-            coef, intercept = fit_logistic_heads(embeddings, gold, opts.C, True, seed)
+                coef, intercept = self._probe(train, gold, seed)
             with torch.no_grad():
                 head.weight.copy_(torch.from_numpy(coef / self.scale))
                 head.bias.copy_(torch.from_numpy(intercept))
