@@ -2,7 +2,8 @@
 
 Each member is `NAME=ENGINE[:KEY=VALUE,...]` (engine options as in [train.ENGINE]), trained once per
 repository on its 300 training issues; the key `seeds=N` trains it N times (seeds 0..N-1) and averages
-its normalised scores, as an `ensemble` run that lists the engine N times does. Test scores are cached
+its normalised scores, as an `ensemble` run that lists the engine N times does; `seed=K` trains seed K
+alone (cached where `seeds=N` looks for it, so seeds can train in separate processes). Test scores are cached
 under --scores (one npz per member, seed and repository), so adding a member or re-mixing never
 retrains the others. Single-label scores are
 normalised to distributions and averaged. The competition gives no eval split, so the mixing weights
@@ -61,31 +62,34 @@ from issuelab.train import make_task
 DEFAULT_MEMBERS = ["tfidf=tfidf", "minilm=embed"]
 
 
-def parse_member(spec: str) -> tuple[str, str, dict, int]:
+def parse_member(spec: str) -> tuple[str, str, dict, range]:
     name, _, rest = spec.partition("=")
     engine, _, options = rest.partition(":")
     if not name or not engine:
         raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
     settings = dict(parse_setting(pair, "--member") for pair in split_options(options))
-    seeds = settings.pop("seeds", 1)
+    both = "seeds" in settings and "seed" in settings
+    seeds, seed = settings.pop("seeds", 1), settings.pop("seed", None)
     if not isinstance(seeds, int) or seeds < 1:
         raise SystemExit(f"--member {spec!r}: seeds must be a whole number >= 1")
-    return name, engine, settings, seeds
+    if seed is not None and (not isinstance(seed, int) or seed < 0 or both):
+        raise SystemExit(f"--member {spec!r}: seed must be a whole number >= 0, and not given with seeds")
+    return name, engine, settings, range(seed, seed + 1) if seed is not None else range(seeds)
 
 
 COSTS = ("train_seconds", "train_cpu_seconds", "p50_ms", "run_mb")  # per seed; NaN where not measured
 LATENCY_ISSUES = 20
 
 
-def member_scores(name, engine, options, seeds, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
+def member_scores(name, engine, options, seeds: range, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
     """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK.
     Costs add up over seeds, except the shared base models."""
     runs = [seed_scores(name if seed == 0 else f"{name}-seed{seed}", engine, options, seed, repo, data, config, cache)
-            for seed in range(seeds)]  # fmt: skip
+            for seed in seeds]  # fmt: skip
     info = {key: round(sum(costs[key] for _, costs in runs), 1) for key in COSTS}
     info["shared"] = sorted({path for _, costs in runs for path in costs["shared"]})
     info["cached"] = all(costs["cached"] for _, costs in runs)
-    return sum(normalise_rows(scores) for scores, _ in runs) / seeds, info
+    return sum(normalise_rows(scores) for scores, _ in runs) / len(runs), info
 
 
 def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from issuelab.config import Config, Label
@@ -42,7 +43,29 @@ def test_an_ensemble_member_keeps_list_values_whole(multilabel):
 
     name, engine, settings, seeds = nlbse24_ensemble.parse_member('mix=ensemble:engines=["tfidf","embed"],seeds=2')
 
-    assert (name, engine, settings, seeds) == ("mix", "ensemble", {"engines": ["tfidf", "embed"]}, 2)
+    assert (name, engine, settings, seeds) == ("mix", "ensemble", {"engines": ["tfidf", "embed"]}, range(2))
+
+
+def test_one_seed_of_a_member_trains_alone_where_its_seeds_are_cached(multilabel, monkeypatch, tmp_path):
+    import nlbse24_ensemble
+
+    name, engine, settings, seeds = nlbse24_ensemble.parse_member("mp=embed:finetune=yes,seed=2")
+    assert (settings, seeds) == ({"finetune": "yes"}, range(2, 3))
+    trained = []
+
+    def seed_scores(key, engine, options, seed, *rest):
+        trained.append((key, seed))
+        return np.full((3, 2), seed + 1.0), dict.fromkeys(nlbse24_ensemble.COSTS, 1.0) | {"shared": [], "cached": False}
+
+    monkeypatch.setattr(nlbse24_ensemble, "seed_scores", seed_scores)
+    scores, _ = nlbse24_ensemble.member_scores(name, engine, settings, seeds, "o/r", tmp_path, None, tmp_path)
+    nlbse24_ensemble.member_scores(name, engine, settings, range(3), "o/r", tmp_path, None, tmp_path)
+    assert trained[0] == ("mp-seed2", 2)  # the key `seeds=3` reads for its third seed
+    assert trained[1:] == [("mp", 0), ("mp-seed1", 1), ("mp-seed2", 2)]
+    assert np.allclose(scores, 0.5)  # one seed's rows, normalised, not divided by a count of seeds it did not train
+    for bad in ("mp=embed:seed=1,seeds=2", "mp=embed:seed=-1"):
+        with pytest.raises(SystemExit, match="seed must be a whole number >= 0, and not given with seeds"):
+            nlbse24_ensemble.parse_member(bad)
 
 
 def _set_result(f1: dict[str, float], cpu: dict[str, float]) -> dict:
