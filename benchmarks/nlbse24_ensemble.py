@@ -68,13 +68,15 @@ def parse_member(spec: str) -> tuple[str, str, dict, range]:
     if not name or not engine:
         raise SystemExit(f"--member {spec!r}: expected NAME=ENGINE[:KEY=VALUE,...]")
     settings = dict(parse_setting(pair, "--member") for pair in split_options(options))
-    both = "seeds" in settings and "seed" in settings
-    seeds, seed = settings.pop("seeds", 1), settings.pop("seed", None)
+    if "seed" in settings:
+        seed = settings.pop("seed")
+        if not isinstance(seed, int) or seed < 0 or "seeds" in settings:
+            raise SystemExit(f"--member {spec!r}: seed must be a whole number >= 0, and not given with seeds")
+        return name, engine, settings, range(seed, seed + 1)
+    seeds = settings.pop("seeds", 1)
     if not isinstance(seeds, int) or seeds < 1:
         raise SystemExit(f"--member {spec!r}: seeds must be a whole number >= 1")
-    if seed is not None and (not isinstance(seed, int) or seed < 0 or both):
-        raise SystemExit(f"--member {spec!r}: seed must be a whole number >= 0, and not given with seeds")
-    return name, engine, settings, range(seed, seed + 1) if seed is not None else range(seeds)
+    return name, engine, settings, range(seeds)
 
 
 COSTS = ("train_seconds", "train_cpu_seconds", "p50_ms", "run_mb")  # per seed; NaN where not measured
