@@ -99,3 +99,37 @@ def test_reports_of_different_commands_or_the_same_set_are_not_merged(multilabel
         multilabel.merge_reports([report("e", ["sklearn"]), report("f", ["sklearn"])])
     with pytest.raises(SystemExit, match=r"h\.json: a set measured in two of the runs \(mrtk\)"):  # any two runs, not only the first
         multilabel.merge_reports([report("f2", ["sklearn"]), report("g", ["mrtk"]), report("h", ["mrtk"])])
+
+
+def test_the_seed_spread_scores_each_cached_seed_alone_and_mixed(multilabel, tmp_path):
+    import nlbse24_seeds
+
+    names = ["bug", "feature", "question"]
+    gold = {"o/a": [["bug"], ["feature"], ["question"]], "o/b": [["bug"], ["bug"], ["feature"]]}
+    right = {repo: np.eye(3)[[names.index(labels[0]) for labels in issues]] for repo, issues in gold.items()}
+    wrong = {repo: np.roll(scores, 1, axis=1) for repo, scores in right.items()}  # every issue's label moved on by one
+    cache = tmp_path / "scores"
+    cache.mkdir()
+
+    def cache_run(key, scores, seconds=2.0):
+        for repo in gold:
+            np.savez(nlbse24_seeds.cache_file(cache, key, repo), scores=scores[repo], train_seconds=seconds)
+
+    cache_run("tfidf", {repo: 0.9 * s + 0.1 * w for repo, s, w in zip(gold, wrong.values(), right.values())})
+    cache_run("mp", right)  # seed 0: right everywhere
+    cache_run("mp-seed1", wrong, seconds=4.0)  # seed 1: wrong everywhere
+    np.savez(nlbse24_seeds.cache_file(cache, "mp-seed2", "o/a"), scores=right["o/a"], train_seconds=1.0)  # o/b missing
+
+    row = nlbse24_seeds.seed_spread(cache, gold, names, "mp", ["tfidf"], seeds=3)
+
+    assert row["missing_seeds"] == [2]
+    assert [r["seed"] for r in row["seeds"]] == [0, 1]
+    assert [r["alone"] for r in row["seeds"]] == [1.0, 0.0]
+    # mixed with tfidf (mostly wrong): the right seed still wins each issue (0.5 + 0.05 > 0.45), the wrong one loses it
+    assert [r["mixed"] for r in row["seeds"]] == [1.0, 0.0]
+    assert row["mixed_mean"] == 0.5 and row["mixed_sd"] == pytest.approx(2**-0.5)
+    assert row["train_seconds"] == 3.0
+    # the two seeds averaged: a tie between the right and the wrong label, which tfidf's 0.9 on the wrong one breaks
+    assert row["seeds_averaged_mixed"] == 0.0
+    with pytest.raises(SystemExit, match="nope: no seed has cached scores"):
+        nlbse24_seeds.seed_spread(cache, gold, names, "nope", ["tfidf"], seeds=2)
