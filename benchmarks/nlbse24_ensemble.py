@@ -83,11 +83,31 @@ COSTS = ("train_seconds", "train_cpu_seconds", "p50_ms", "run_mb")  # per seed; 
 LATENCY_ISSUES = 20
 
 
+def seed_key(name: str, seed: int) -> str:
+    """The cache key of one seed of a member: seed 0 is NAME, seed k NAME-seedK."""
+    return name if seed == 0 else f"{name}-seed{seed}"
+
+
+def cache_file(cache: Path, key: str, repo: str) -> Path:
+    return cache / f"{key}--{repo.replace('/', '--')}.npz"
+
+
+def read_cached(path: Path) -> tuple[np.ndarray, dict]:
+    """A cached run's test scores (as the engine gave them) and its COSTS, NaN where not measured."""
+    with np.load(path, allow_pickle=False) as saved:
+        costs = {k: float(saved[k]) if k in saved else float("nan") for k in COSTS}
+        return saved["scores"], costs | {"shared": list(saved["shared"]) if "shared" in saved else []}
+
+
+def top_label_macro_f1(repo: str, gold: list, scores: np.ndarray, names: list[str]) -> float:
+    """Macro F1 of each issue's highest-scoring label (single-label, as the competition scores it)."""
+    return score_outputs(repo, gold, [names[k] for k in scores.argmax(axis=1)], names).macro_f1
+
+
 def member_scores(name, engine, options, seeds: range, repo, data, config, cache: Path) -> tuple[np.ndarray, dict]:
     """The member's normalised test scores, averaged over its seeds; seed 0 is cached as NAME, seed k as NAME-seedK.
     Costs add up over seeds, except the shared base models."""
-    runs = [seed_scores(name if seed == 0 else f"{name}-seed{seed}", engine, options, seed, repo, data, config, cache)
-            for seed in seeds]  # fmt: skip
+    runs = [seed_scores(seed_key(name, seed), engine, options, seed, repo, data, config, cache) for seed in seeds]
     info = {key: round(sum(costs[key] for _, costs in runs), 1) for key in COSTS}
     info["shared"] = sorted({path for _, costs in runs for path in costs["shared"]})
     info["cached"] = all(costs["cached"] for _, costs in runs)
@@ -98,12 +118,11 @@ def seed_scores(key, engine, options, seed, repo, data, config, cache: Path) -> 
     """Test scores and costs of one trained member: training wall and CPU seconds (all threads), the saved
     run reloaded and timed on one issue per call (p50 over 20 test issues, after one warm-up), its size
     and that of the base models it shares."""
-    path = cache / f"{key}--{repo.replace('/', '--')}.npz"
+    path = cache_file(cache, key, repo)
     options = {k: v.replace("{repo}", repo.split("/")[1]) if isinstance(v, str) else v for k, v in options.items()}  # an encoder per held-out repository
     if path.exists():
-        with np.load(path, allow_pickle=False) as saved:
-            costs = {k: float(saved[k]) if k in saved else float("nan") for k in COSTS}
-            return saved["scores"], costs | {"shared": list(saved["shared"]) if "shared" in saved else [], "cached": True}
+        scores, costs = read_cached(path)
+        return scores, costs | {"cached": True}
     train, _ = import_issues(data / "issues_train.csv", config.label_names, repos=[repo])
     test, _ = import_issues(data / "issues_test.csv", config.label_names, repos=[repo])
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -154,8 +173,7 @@ def main() -> int:
         mixes = {}
         for weights in grid:
             mixed = sum(w / grid_points * scores[name] for w, (name, *_) in zip(weights, members))
-            outputs = [names[k] for k in mixed.argmax(axis=1)]
-            mixes[weights] = score_outputs(repo, gold, outputs, names).macro_f1
+            mixes[weights] = top_label_macro_f1(repo, gold, mixed, names)
         per_repo[repo] = {"mixes": mixes, "members": info, "scores": scores, "gold": gold}
 
     def cross(weights) -> float:
@@ -205,9 +223,8 @@ def cost_and_quality(per_repo: dict, member_names: list[str], names: list[str]) 
     rows = []
     for size in range(1, len(member_names) + 1):
         for subset in itertools.combinations(member_names, size):
-            f1 = statistics.mean(
-                score_outputs(repo, r["gold"], [names[k] for k in (sum(r["scores"][n] for n in subset) / size).argmax(axis=1)], names).macro_f1
-                for repo, r in per_repo.items())  # fmt: skip
+            f1 = statistics.mean(top_label_macro_f1(repo, r["gold"], sum(r["scores"][n] for n in subset) / size, names)
+                                 for repo, r in per_repo.items())  # fmt: skip
             cost = {key: statistics.mean(sum(r["members"][n][key] for n in subset) for r in per_repo.values()) for key in COSTS}
             shared = {path for r in per_repo.values() for n in subset for path in r["members"][n]["shared"]}
             rows.append({

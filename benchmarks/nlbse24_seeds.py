@@ -24,25 +24,14 @@ from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, write_rep
 from issuelab.config import load_config
 from issuelab.engines.ensemble import normalise_rows
 from issuelab.importers import import_issues
-from issuelab.metrics import score_outputs
-
-
-def cache_file(cache: Path, key: str, repo: str) -> Path:
-    return cache / f"{key}--{repo.replace('/', '--')}.npz"
-
-
-def seed_key(name: str, seed: int) -> str:
-    return name if seed == 0 else f"{name}-seed{seed}"
+from nlbse24_ensemble import cache_file, read_cached, seed_key
+from nlbse24_ensemble import top_label_macro_f1 as macro_f1
 
 
 def load_scores(path: Path) -> tuple[np.ndarray, float]:
     """Normalised test scores and training seconds of one cached run."""
-    with np.load(path, allow_pickle=False) as saved:
-        return normalise_rows(saved["scores"]), float(saved["train_seconds"]) if "train_seconds" in saved else float("nan")
-
-
-def macro_f1(repo: str, gold: list, scores: np.ndarray, names: list[str]) -> float:
-    return score_outputs(repo, gold, [names[k] for k in scores.argmax(axis=1)], names).macro_f1
+    scores, costs = read_cached(path)
+    return normalise_rows(scores), costs["train_seconds"]
 
 
 def seed_spread(cache: Path, gold: dict[str, list], names: list[str], member: str, partners: list[str], seeds: int) -> dict:
