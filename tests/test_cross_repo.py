@@ -68,6 +68,22 @@ def test_an_encoder_trained_on_two_label_sets_labels_a_third_better(base, tmp_pa
     assert after > before + 0.1, (before, after)
 
 
+@pytest.mark.parametrize("dropout", [True, False])
+def test_the_encoder_trains_with_its_dropout_or_without_it(base, tmp_path, monkeypatch, dropout):
+    modes = []
+    embed = EmbedEngine._embed
+
+    def recording(self, texts):
+        modes.append(self.encoder.training)  # train mode is what switches the encoder's dropout on
+        return embed(self, texts)
+
+    monkeypatch.setattr(EmbedEngine, "_embed", recording)
+    options = EncoderTrainingOptions(base=str(base), epochs=2, max_tokens=32, learning_rate=2e-3, batch_size=8, dropout=dropout)
+    report = train_encoder([repository("acme/web", ["bug", "enhancement", "documentation"], 120, 1)], tmp_path / "e", options, calibrate=False)
+    assert len(modes) == 2 * report["steps"] and set(modes) == {dropout}  # an issue batch and the label texts a step
+    assert report["loss_last_tenth"] < 0.7 * report["loss_first_tenth"] and report["options"]["dropout"] is dropout
+
+
 def test_bad_sets_and_an_existing_directory_are_refused(base, tmp_path):
     with pytest.raises(ValueError, match="dtype must be auto, float32 or bfloat16, not 'fp16'"):
         EncoderTrainingOptions(dtype="fp16")
@@ -222,6 +238,8 @@ def test_fewshot_adapts_its_encoder_to_the_repositorys_labels_and_the_run_keeps_
     # the run holds its encoder (safetensors, nothing pickled) and answers from it, base or no base
     encoder_files = {p.name for p in (tmp_path / "adapted").rglob("encoder/*")}
     assert "model.safetensors" in encoder_files and not any(f.endswith((".bin", ".pkl")) for f in encoder_files)
+    report = json.loads(next((tmp_path / "adapted").rglob(f"encoder/{REPORT_FILE}")).read_text())
+    assert report["options"]["dropout"] is False  # adapt_dropout's default reached the fine-tune
     loaded = Labeler.load(tmp_path / "adapted")
     assert tmp_path / "adapted" in loaded.engine.adapted.parents and loaded.engine.shared_files() == []
     assert [p.scores for p in loaded.predict(test)] == [p.scores for p in adapted.predict(test)]
