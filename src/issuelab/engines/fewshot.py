@@ -39,7 +39,7 @@ scored lower with tfidf on two of three multi-label sets at k = 5: docs/benchmar
 better than held-out ones will (`optimistic_out_of_fold`): an ensemble does not weight it up on them.
 Its matrix products run in bfloat16 where the CPU has it fast (`inference_dtype`), its weights in
 float32: 1.9x less CPU for the same scores. It trains without the encoder's dropout (`adapt_dropout`): on a
-CPU, drawing the dropout masks (over every attention map too) costs a quarter of a MiniLM step, and one epoch
+CPU, drawing the dropout masks (over every attention map too) costs a fifth of a MiniLM step, and one epoch
 over a few hundred issues scored the same without them.
 """
 
