@@ -24,8 +24,7 @@ from common import NLBSE_CONFIG, NLBSE_REPOS, machine, nlbse_data_dir, write_rep
 from issuelab.config import load_config
 from issuelab.engines.ensemble import normalise_rows
 from issuelab.importers import import_issues
-from nlbse24_ensemble import cache_file, read_cached, seed_key
-from nlbse24_ensemble import top_label_macro_f1 as macro_f1
+from nlbse24_ensemble import cache_file, read_cached, seed_key, top_label_macro_f1
 
 
 def load_scores(path: Path) -> tuple[np.ndarray, float]:
@@ -47,8 +46,8 @@ def seed_spread(cache: Path, gold: dict[str, list], names: list[str], member: st
         mixed = {repo: (runs[repo][0] + sum(partner_scores[repo])) / (1 + len(partners)) for repo in gold}
         rows.append({
             "seed": seed,
-            "alone": statistics.mean(macro_f1(r, gold[r], runs[r][0], names) for r in gold),
-            "mixed": statistics.mean(macro_f1(r, gold[r], mixed[r], names) for r in gold),
+            "alone": statistics.mean(top_label_macro_f1(r, gold[r], runs[r][0], names) for r in gold),
+            "mixed": statistics.mean(top_label_macro_f1(r, gold[r], mixed[r], names) for r in gold),
             "train_seconds": statistics.mean(runs[r][1] for r in gold),
         })  # fmt: skip
         for repo in gold:
@@ -62,7 +61,7 @@ def seed_spread(cache: Path, gold: dict[str, list], names: list[str], member: st
         "member": member, "seeds": rows, "missing_seeds": missing,
         "alone_mean": statistics.mean(r["alone"] for r in rows), "alone_sd": spread("alone"),
         "mixed_mean": statistics.mean(r["mixed"] for r in rows), "mixed_sd": spread("mixed"),
-        "seeds_averaged_mixed": statistics.mean(macro_f1(r, gold[r], averaged[r], names) for r in gold),
+        "seeds_averaged_mixed": statistics.mean(top_label_macro_f1(r, gold[r], averaged[r], names) for r in gold),
         "train_seconds": statistics.mean(r["train_seconds"] for r in rows),
     }  # fmt: skip
 

@@ -81,8 +81,8 @@ class FewshotOptions:
     # One epoch at 1e-4 matched three at 3e-5 on the multi-label sets for 40% of the CPU (docs/benchmarks.md)
     adapt_epochs: float = 1.0
     adapt_learning_rate: float = 1e-4  # of that fine-tune
-    # The encoder's dropout during that fine-tune. Off: 11-13% less training CPU for the default ensemble on a
-    # float32 CPU, micro F1 within 0.001 over the 45 multi-label folds and +0.004 on NLBSE'24 (docs/benchmarks.md)
+    # The encoder's dropout during that fine-tune. Off: about a tenth less training CPU (5-17% measured) for the
+    # same scores: +0.001 micro F1 over the 45 multi-label folds, +0.004 on NLBSE'24 (docs/benchmarks.md)
     adapt_dropout: bool = False
     inference_dtype: str = "auto"  # as for embed; also the adaptation's matrix products (auto: bfloat16 where fast)
 
